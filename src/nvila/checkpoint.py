@@ -1,0 +1,363 @@
+"""Official NVILA checkpoint layout: load, validate, save.
+
+Layout (what released NVILA checkpoints ship as, and what the official code reads)::
+
+    config.json            top config: llm_cfg, vision_tower_cfg, mm_projector_cfg, image_aspect_ratio, ...
+    llm/                   Qwen2 config.json, *.safetensors (official key names), tokenizer files
+    vision_tower/          SigLIP config.json, *.safetensors (`vision_model.` prefix), preprocessor_config.json
+    mm_projector/          config.json (mm_projector_type), *.safetensors (`layers.N.`)
+
+Owns: mapping between this layout and `NVILAConfig` / the module's state dict, strict name and shape
+validation with a message that names what is missing or mismatched, safetensors only (pickle is refused),
+and atomic saving (a temporary folder renamed into place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers import PreTrainedTokenizerBase
+from transformers.initialization import no_init_weights
+
+from nvila.config import NVILAConfig, TextConfig, VisionConfig
+from nvila.errors import CheckpointError
+from nvila.model import NVILAForConditionalGeneration, qwen2_config
+from nvila.processing import NVILAProcessor
+from nvila.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, load_tokenizer
+from nvila.vision.tower import siglip_config
+
+#: Sub-folder of each part and the prefix its tensors carry inside our module.
+PARTS = {"llm": "llm.", "vision_tower": "vision_tower.model.", "mm_projector": "mm_projector."}
+#: Prefix of the tower's tensors in the official files (transformers 4.x `SiglipVisionModel` names).
+OFFICIAL_TOWER_PREFIX = "vision_model."
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+# ---- config mapping -----------------------------------------------------------------------------------
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"missing file: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"malformed JSON in {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return data
+
+
+def config_from_official(root: Path) -> NVILAConfig:
+    """Read an official checkpoint folder's configs into an `NVILAConfig`."""
+    top = _read_json(root / "config.json")
+    llm = _read_json(root / "llm" / "config.json")
+    tower = _read_json(root / "vision_tower" / "config.json")
+    projector = _read_json(root / "mm_projector" / "config.json")
+    pre_path = root / "vision_tower" / "preprocessor_config.json"
+    pre = _read_json(pre_path) if pre_path.is_file() else {}
+    try:
+        text = TextConfig(
+            vocab_size=llm["vocab_size"],
+            hidden_size=llm["hidden_size"],
+            intermediate_size=llm["intermediate_size"],
+            num_hidden_layers=llm["num_hidden_layers"],
+            num_attention_heads=llm["num_attention_heads"],
+            num_key_value_heads=llm.get("num_key_value_heads", llm["num_attention_heads"]),
+            rms_norm_eps=llm.get("rms_norm_eps", 1e-6),
+            rope_theta=llm.get("rope_theta", 1e6),
+            max_position_embeddings=llm.get("max_position_embeddings", 32768),
+            tie_word_embeddings=llm.get("tie_word_embeddings", False),
+            model_max_length=llm.get("model_max_length", llm.get("max_position_embeddings", 32768)),
+        )
+        vision = VisionConfig(
+            hidden_size=tower["hidden_size"],
+            intermediate_size=tower["intermediate_size"],
+            num_hidden_layers=tower["num_hidden_layers"],
+            num_attention_heads=tower["num_attention_heads"],
+            image_size=tower["image_size"],
+            patch_size=tower["patch_size"],
+            layer_norm_eps=tower.get("layer_norm_eps", 1e-6),
+            hidden_act=tower.get("hidden_act", "gelu_pytorch_tanh"),
+            image_mean=tuple(pre.get("image_mean", (0.5, 0.5, 0.5))),
+            image_std=tuple(pre.get("image_std", (0.5, 0.5, 0.5))),
+        )
+        scales = top.get("s2_scales") or "448,896,1344"
+        if isinstance(scales, str):
+            scales = [int(s) for s in scales.split(",")]
+        return NVILAConfig(
+            vision=vision,
+            text=text,
+            projector_type=projector.get("mm_projector_type") or top["mm_projector"],
+            image_aspect_ratio=top.get("image_aspect_ratio") or "resize",
+            s2_scales=tuple(scales),
+            min_tiles=top.get("min_tiles") or 1,
+            max_tiles=top.get("max_tiles") or 12,
+            select_layer=top.get("mm_vision_select_layer", -2),
+            num_video_frames=top.get("num_video_frames") or 8,
+            fps=top.get("fps") or 0.0,
+            num_time_tokens=top.get("num_time_tokens") or 0,
+            time_token_format=top.get("time_token_format") or "<t{t}>",
+            name=root.name,
+        )
+    except KeyError as e:
+        raise CheckpointError(f"{root}: a config lacks the required key {e}") from None
+
+
+def official_config(cfg: NVILAConfig, root_name: str) -> dict[str, dict[str, Any]]:
+    """The four config files of the official layout for `cfg`: top, llm, vision_tower, mm_projector."""
+    llm = qwen2_config(cfg.text).to_dict()
+    llm.update(architectures=["Qwen2ForCausalLM"], model_max_length=cfg.text.model_max_length, torch_dtype="bfloat16")
+    tower = siglip_config(cfg.vision).to_dict()
+    tower.update(architectures=["SiglipVisionModel"], torch_dtype="bfloat16")
+    projector = {
+        "architectures": ["MultimodalProjector"],
+        "mm_projector_type": cfg.projector_type,
+        "model_type": "v2l_projector",
+        "torch_dtype": "bfloat16",
+    }
+    top = {
+        "architectures": ["LlavaLlamaModel"],
+        "model_type": "llava_llama",
+        "_name_or_path": root_name,
+        "resume_path": root_name,
+        "model_dtype": "torch.bfloat16",
+        "llm_cfg": llm,
+        "vision_tower_cfg": tower,
+        "mm_projector_cfg": projector,
+        "mm_projector": cfg.projector_type,
+        "hidden_size": cfg.text.hidden_size,
+        "mm_hidden_size": cfg.mm_hidden_size,
+        "image_aspect_ratio": cfg.image_aspect_ratio,
+        "dynamic_s2": cfg.dynamic_s2,
+        "s2": False,
+        "s2_scales": ",".join(str(s) for s in cfg.s2_scales),
+        "s2_max_split_size": cfg.s2_scales[0],
+        "s2_resize_output_to_scale_idx": -1,
+        "min_tiles": cfg.min_tiles,
+        "max_tiles": cfg.max_tiles,
+        "video_max_tiles": 1,
+        "mm_vision_select_layer": cfg.select_layer,
+        "mm_vision_select_feature": "cls_patch",
+        "mm_use_im_start_end": False,
+        "mm_use_im_patch_token": False,
+        "num_video_frames": cfg.num_video_frames,
+        "fps": cfg.fps,
+        "num_time_tokens": cfg.num_time_tokens,
+        "time_token_format": cfg.time_token_format,
+        "chat_template": "qwen2",
+        "ps3": False,
+        "image_encoder": {"_target_": "llava.model.encoders.BasicImageEncoder"},
+        "video_encoder": {"_target_": "llava.model.encoders.BasicVideoEncoder"},
+        "tune_language_model": True,
+        "tune_mm_projector": True,
+        "tune_vision_tower": True,
+        "vision_resolution": -1,
+        "interpolate_mode": "linear",
+        "drop_path_rate": 0.0,
+    }
+    return {"top": top, "llm": llm, "vision_tower": tower, "mm_projector": projector}
+
+
+def preprocessor_config(cfg: NVILAConfig) -> dict[str, Any]:
+    """`vision_tower/preprocessor_config.json` (a transformers `SiglipImageProcessor`)."""
+    return {
+        "do_convert_rgb": None,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(cfg.vision.image_mean),
+        "image_std": list(cfg.vision.image_std),
+        "image_processor_type": "SiglipImageProcessor",
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": cfg.tile_size, "width": cfg.tile_size},
+    }
+
+
+# ---- tensors ------------------------------------------------------------------------------------------
+def _safetensors_files(folder: Path) -> list[Path]:
+    """The safetensors files of one part (single file or shards named by an index); refuses pickle."""
+    if not folder.is_dir():
+        raise CheckpointError(f"missing folder: {folder}")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        files = [folder / s for s in shards]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"missing safetensors shards: {', '.join(missing)}")
+        return files
+    files = sorted(folder.glob("*.safetensors"))
+    if files:
+        return files
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise CheckpointError(
+            f"{folder} holds only pickle weights ({', '.join(pickles)}); pickle files are refused because loading "
+            "them can run arbitrary code. Convert them to safetensors first."
+        )
+    raise CheckpointError(f"no *.safetensors weights in {folder}")
+
+
+def _official_to_local(part: str, key: str) -> str:
+    if part == "vision_tower":
+        if not key.startswith(OFFICIAL_TOWER_PREFIX):
+            return f"<unexpected>{key}"
+        key = key[len(OFFICIAL_TOWER_PREFIX) :]
+    return PARTS[part] + key
+
+
+def read_official_tensors(root: Path) -> Iterator[tuple[str, Path, str]]:
+    """Yield (module key, file, file key) for every tensor of the checkpoint."""
+    for part in PARTS:
+        for file in _safetensors_files(root / part):
+            try:
+                with safe_open(str(file), framework="pt") as f:
+                    keys = list(f.keys())
+            except Exception as e:  # safetensors raises its own error types for corrupt headers
+                raise CheckpointError(f"cannot read {file}: {e}") from None
+            for key in keys:
+                yield _official_to_local(part, key), file, key
+
+
+def _describe(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
+
+
+def load_state(model: NVILAForConditionalGeneration, root: Path) -> None:
+    """Fill `model` from the checkpoint's tensors, after checking every name and shape."""
+    expected = model.state_dict()
+    tied = model.config.text.tie_word_embeddings
+    locations = {key: (file, file_key) for key, file, file_key in read_official_tensors(root)}
+    optional = {"llm.lm_head.weight"} if tied else set()
+    missing = sorted(set(expected) - set(locations) - optional)
+    unexpected = sorted(set(locations) - set(expected))
+    mismatched = []
+    handles: dict[Path, Any] = {}
+    with contextlib.ExitStack() as stack:
+        for key, (file, file_key) in sorted(locations.items()):
+            if key not in expected:
+                continue
+            if file not in handles:
+                handles[file] = stack.enter_context(safe_open(str(file), framework="pt"))
+            shape = tuple(handles[file].get_slice(file_key).get_shape())
+            if shape != tuple(expected[key].shape):
+                mismatched.append(f"{file_key} in {file.parent.name}/ is {list(shape)}, expected {list(expected[key].shape)}")
+        problems = []
+        if missing:
+            problems.append(f"missing tensors: {_describe(missing)}")
+        if mismatched:
+            problems.append(f"shape mismatches: {_describe(mismatched)}")
+        if unexpected:
+            problems.append(f"unexpected tensors: {_describe(unexpected)}")
+        if problems:
+            raise CheckpointError(f"checkpoint {root} does not match its config; " + "; ".join(problems))
+        with torch.no_grad():
+            for key, (file, file_key) in locations.items():
+                expected[key].copy_(handles[file].get_tensor(file_key))
+    if tied:
+        model.llm.tie_weights()
+
+
+# ---- public API ---------------------------------------------------------------------------------------
+def build_model(
+    cfg: NVILAConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, init: bool = True
+) -> NVILAForConditionalGeneration:
+    """A model of `cfg` (random weights, or uninitialised memory with `init=False` before loading)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device), (contextlib.nullcontext() if init else no_init_weights()):
+            model = NVILAForConditionalGeneration(cfg)
+    finally:
+        torch.set_default_dtype(previous)
+    return model.eval()
+
+
+def load(
+    path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32
+) -> tuple[NVILAForConditionalGeneration, NVILAProcessor]:
+    """Load an official-layout checkpoint folder: returns (model in eval mode, processor).
+
+    Raises `CheckpointError` naming every missing file, missing tensor or shape mismatch.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {root}")
+    if isinstance(dtype, str):
+        dtype = resolve_dtype(dtype)
+    cfg = config_from_official(root)
+    tokenizer = load_tokenizer(root / "llm")
+    vocab = tokenizer.get_vocab()
+    cfg.image_token_id, cfg.video_token_id = vocab[IMAGE_TOKEN], vocab[VIDEO_TOKEN]
+    model = build_model(cfg, device=device, dtype=dtype, init=False)
+    load_state(model, root)
+    return model, NVILAProcessor(tokenizer, cfg)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """'float32' | 'bfloat16' | 'float16' (or 'fp32', 'bf16', 'fp16') -> torch dtype."""
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    try:
+        return table[name]
+    except KeyError:
+        raise CheckpointError(f"unknown dtype {name!r}; use one of {', '.join(table)}") from None
+
+
+def _part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, torch.Tensor]:
+    prefix = PARTS[part]
+    out = {}
+    for key, tensor in model.state_dict().items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :]
+        if part == "vision_tower":
+            name = OFFICIAL_TOWER_PREFIX + name
+        if part == "llm" and name == "lm_head.weight" and model.config.text.tie_word_embeddings:
+            continue
+        out[name] = tensor.detach().to("cpu", torch.bfloat16 if tensor.is_floating_point() else tensor.dtype).contiguous()
+    return out
+
+
+def save(
+    model: NVILAForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerBase,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write the model in the official layout (bf16 safetensors) atomically; returns the folder.
+
+    The folder appears only when complete: it is written under a temporary name, then renamed.
+    """
+    root = Path(path)
+    if root.exists() and not overwrite:
+        raise CheckpointError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        configs = official_config(model.config, root.name)
+        for part in PARTS:
+            (tmp / part).mkdir()
+            (tmp / part / "config.json").write_text(json.dumps(configs[part], indent=2))
+            save_file(_part_state(model, part), str(tmp / part / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "vision_tower" / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(model.config), indent=2))
+        (tmp / "config.json").write_text(json.dumps(configs["top"], indent=2))
+        tokenizer.save_pretrained(str(tmp / "llm"))
+        if root.exists():
+            shutil.rmtree(root)
+        tmp.rename(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root

@@ -1,0 +1,216 @@
+"""`NVILAForConditionalGeneration`: SigLIP tower -> projector -> Qwen2, with media embedded in the prompt.
+
+Owns: turning tiles into visual embeddings (`get_image_features`), placing them on the prompt's media
+token positions (one `masked_scatter`), the training forward (loss where labels != -100) and the token-level
+decoding loop with a KV cache. Does not own pixels, tokenizers or text (see `processing`, `pipeline`).
+
+The prompt holds one media token id per visual embedding (the processor expands each placeholder with
+pure arithmetic from `geometry`), so fusing is a single masked scatter checked against the feature count.
+Shapes: b batch, l sequence, n tiles, t tokens per tile, h LLM width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from nvila.config import NVILAConfig, TextConfig
+from nvila.generation import GenerationOptions, select_next_token
+from nvila.projector import Projector
+from nvila.vision import VisionTower, map_to_tiles, merge_scales, tiles_to_map
+
+IGNORE_INDEX = -100
+
+BlockSize = tuple[int, int] | None
+
+
+def qwen2_config(cfg: TextConfig) -> Qwen2Config:
+    """The transformers config of a Qwen2 decoder of these sizes."""
+    return Qwen2Config(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads,
+        rms_norm_eps=cfg.rms_norm_eps,
+        rope_theta=cfg.rope_theta,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        use_sliding_window=False,
+        hidden_act="silu",
+    )
+
+
+class NVILAForConditionalGeneration(nn.Module):
+    """The NVILA vision-language model.
+
+    Attributes follow the official checkpoint's three parts: `vision_tower`, `mm_projector`, `llm`.
+    """
+
+    def __init__(self, config: NVILAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vision_tower = VisionTower(config.vision, config.select_layer)
+        self.mm_projector = Projector(config)
+        self.llm = Qwen2ForCausalLM(qwen2_config(config.text))
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llm.lm_head.weight.dtype
+
+    # ---- media -> embeddings ------------------------------------------------------------------------
+    def _tiles_per_item(self, block_sizes: Sequence[BlockSize], n_tiles: int) -> list[int]:
+        if not self.config.dynamic_s2:
+            return [1] * n_tiles
+        base = self.config.s2_scales[0]
+        small = sum((s // base) ** 2 for s in self.config.s2_scales[:-1])
+        return [1 if b is None else small + b[0] * b[1] for b in block_sizes]
+
+    def get_image_features(
+        self, pixel_values: torch.Tensor, block_sizes: Sequence[BlockSize] | None = None
+    ) -> torch.Tensor:
+        """Visual embeddings of every image item, concatenated in order.
+
+        pixel_values: [n, 3, s, s] tiles of all items. For a Dynamic-S2 model each item is either one
+        multi-scale image with its (rows, cols) block size, or a single resized tile (None); otherwise
+        every tile is its own item (dynamic tiling gives every tile its own placeholder).
+        Returns [sum of item tokens, h]: an S2 image yields rows*cols*t tokens in raster order over the
+        whole image, any other item t tokens.
+        """
+        n = pixel_values.shape[0]
+        block_sizes = list(block_sizes) if block_sizes is not None else [None] * n
+        counts = self._tiles_per_item(block_sizes, n)
+        if sum(counts) != n:
+            raise ValueError(f"block sizes describe {sum(counts)} tiles but pixel_values holds {n}")
+        features = self.vision_tower(pixel_values)  # [n, p*p, c]
+        if not self.config.dynamic_s2:
+            return self.mm_projector(features).flatten(0, 1)  # [n*t, h]
+        scales = self.config.s2_scales
+        tiles, grids = [], []
+        for item, block in zip(features.split(counts), block_sizes):
+            if block is None:  # one resized tile: its features fill every scale slot
+                tiles.append(item.repeat(1, 1, len(scales)))  # [1, p*p, 3c]
+                grids.append((1, 1))
+            else:
+                tiles.append(map_to_tiles(merge_scales(item, scales, block), *block))  # [r*c, p*p, 3c]
+                grids.append(block)
+        projected = self.mm_projector(torch.cat(tiles))  # [sum r*c, t, h]
+        out = []
+        for item, (rows, cols) in zip(projected.split([r * c for r, c in grids]), grids):
+            out.append(tiles_to_map(item, rows, cols).flatten(1).T)  # [r*c*t, h] raster over the image
+        return torch.cat(out)
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_block_sizes: Sequence[BlockSize] | None = None,
+    ) -> torch.Tensor:
+        """[b, l] ids -> [b, l, h] embeddings with every `<image>` position holding a visual embedding."""
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        mask = input_ids == self.config.image_token_id
+        n_positions = int(mask.sum())
+        if pixel_values is None:
+            if n_positions:
+                raise ValueError(f"the prompt has {n_positions} image token positions but no pixel_values")
+            return embeds
+        features = self.get_image_features(pixel_values.to(self.device), image_block_sizes)
+        if features.shape[0] != n_positions:
+            raise ValueError(
+                f"the prompt has {n_positions} image token positions but the images give "
+                f"{features.shape[0]} visual embeddings"
+            )
+        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+
+    # ---- forward ------------------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_block_sizes: Sequence[BlockSize] | None = None,
+        labels: torch.Tensor | None = None,
+        cache: DynamicCache | None = None,
+        use_cache: bool = False,
+        logits_to_keep: int = 0,
+    ) -> CausalLMOutputWithPast:
+        """Logits (and the mean next-token loss over labels != -100 when `labels` is given).
+
+        input_ids, attention_mask, position_ids, labels: [b, l]; media positions never carry a loss.
+        """
+        embeds = self.embed(input_ids, pixel_values, image_block_sizes)
+        if labels is not None:
+            labels = labels.masked_fill(input_ids == self.config.image_token_id, IGNORE_INDEX)
+        return self.llm(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            labels=labels,
+            cache=cache,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+        )
+
+    # ---- decoding -----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate_tokens(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_block_sizes: Sequence[BlockSize] | None = None,
+        options: GenerationOptions | None = None,
+        eos_token_ids: Sequence[int] = (),
+        pad_token_id: int = 0,
+    ) -> Iterator[torch.Tensor]:
+        """Yield the next token of every sequence, [b], once per step.
+
+        Prompts are left-padded ([b, l] with attention_mask 0 on padding). A finished sequence (it
+        produced an EOS id) yields `pad_token_id` afterwards; the loop ends when all are finished or after
+        `options.max_new_tokens` steps. Closing the generator stops decoding.
+        """
+        options = options or GenerationOptions()
+        device = self.device
+        input_ids = input_ids.to(device)
+        b = input_ids.shape[0]
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
+        generator = None
+        if options.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(options.seed)
+        eos = torch.tensor(list(eos_token_ids), device=device, dtype=torch.long)
+        finished = torch.zeros(b, dtype=torch.bool, device=device)
+
+        embeds = self.embed(input_ids, pixel_values, image_block_sizes)  # [b, l, h]
+        cache = DynamicCache(config=self.llm.config) if options.use_cache else None
+        step_embeds = embeds
+        for _ in range(options.max_new_tokens):
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens start at 0
+            if cache is not None and cache.get_seq_length() > 0:
+                positions = positions[:, -step_embeds.shape[1] :]
+            out = self.llm(
+                inputs_embeds=step_embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=cache is not None,
+                logits_to_keep=1,
+            )
+            next_ids = select_next_token(out.logits[:, -1], options, generator)
+            next_ids = torch.where(finished, torch.full_like(next_ids, pad_token_id), next_ids)
+            yield next_ids
+            finished |= torch.isin(next_ids, eos)
+            if bool(finished.all()):
+                return
+            new_embeds = self.llm.get_input_embeddings()(next_ids[:, None])  # [b, 1, h]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            step_embeds = new_embeds if cache is not None else torch.cat([step_embeds, new_embeds], dim=1)

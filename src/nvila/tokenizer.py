@@ -1,0 +1,88 @@
+"""Tokenizers: loading a checkpoint's tokenizer and training a small byte-level BPE one.
+
+Owns: the official special tokens and chat template, `load_tokenizer` (from a folder, offline) and
+`train_tokenizer` (the `tokenizers` library; used by tests and by the project's own small models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from nvila.errors import CheckpointError
+
+IMAGE_TOKEN = "<image>"
+VIDEO_TOKEN = "<vila/video>"
+#: Added tokens of the official NVILA tokenizers, in their id order at the end of the vocabulary.
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "[BOS]", "[PAD]", "<vila/sentinel>", IMAGE_TOKEN, VIDEO_TOKEN)
+SYSTEM_PROMPT = "You are a helpful assistant"
+#: The official Qwen2 chat template (NVILA's `llm/tokenizer_config.json`).
+CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant<|im_end|>\\n' }}"
+    "{% endif %}{% for message in messages if message['content'] is not none %}{{ '<|im_start|>' + message['role'] "
+    "+ '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def format_chat(messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """Render messages ({"role", "content"}) with the official template, without a template engine."""
+    parts = []
+    if not messages or messages[0]["role"] != "system":
+        parts.append(f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n")
+    parts += [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages if m["content"] is not None]
+    if add_generation_prompt:
+        parts.append("<|im_start|>assistant\n")
+    return "".join(parts)
+
+
+def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in `folder` (a checkpoint's `llm/`), loaded offline.
+
+    Raises `CheckpointError` when it lacks the `<image>` / `<vila/video>` tokens.
+    """
+    folder = Path(folder)
+    if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
+        raise CheckpointError(f"no tokenizer in {folder} (expected tokenizer.json or vocab.json + merges.txt)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot load the tokenizer in {folder}: {e}") from None
+    missing = [t for t in (IMAGE_TOKEN, VIDEO_TOKEN) if t not in tokenizer.get_vocab()]
+    if missing:
+        raise CheckpointError(f"the tokenizer in {folder} lacks the media tokens {missing}")
+    return tokenizer
+
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer with the official special tokens as its last ids.
+
+    `vocab_size` counts everything (256 bytes + merges + the 8 special tokens).
+    """
+    n_regular = vocab_size - len(SPECIAL_TOKENS)
+    if n_regular < 256:
+        raise ValueError(f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)} for a byte-level BPE")
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=n_regular, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    core.train_from_iterator(corpus, trainer=trainer)
+    while core.get_vocab_size() < n_regular:  # a small corpus can run out of merges: pad with unused tokens
+        core.add_tokens([f"<unused{core.get_vocab_size()}>"])
+    core.add_special_tokens(list(SPECIAL_TOKENS))  # ids vocab_size-8 ... vocab_size-1, in this order
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="[BOS]",
+        eos_token="<|im_end|>",
+        pad_token="[PAD]",
+        additional_special_tokens=list(SPECIAL_TOKENS),
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
