@@ -1,28 +1,43 @@
-"""nvila: NVILA vision-language models (arXiv 2412.04468) in plain PyTorch + transformers."""
+"""nvila: NVILA vision-language models (arXiv 2412.04468) in plain PyTorch + transformers.
 
-from nvila.checkpoint import build_model, load, save
-from nvila.config import NVILAConfig, TextConfig, VisionConfig, from_name
-from nvila.errors import CheckpointError, ConfigError, MediaError, NVILAError, PromptError
-from nvila.generation import GenerationOptions
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import NVILAProcessor
+Public names are imported lazily, so light commands (`nvila tokens`) start without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "GenerationOptions",
-    "MediaError",
-    "NVILAConfig",
-    "NVILAError",
-    "NVILAForConditionalGeneration",
-    "NVILAProcessor",
-    "PromptError",
-    "TextConfig",
-    "VisionConfig",
-    "build_model",
-    "from_name",
-    "load",
-    "save",
-]
+_EXPORTS = {
+    "load": "nvila.checkpoint",
+    "save": "nvila.checkpoint",
+    "build_model": "nvila.checkpoint",
+    "NVILAConfig": "nvila.config",
+    "TextConfig": "nvila.config",
+    "VisionConfig": "nvila.config",
+    "from_name": "nvila.config",
+    "NVILAError": "nvila.errors",
+    "CheckpointError": "nvila.errors",
+    "ConfigError": "nvila.errors",
+    "MediaError": "nvila.errors",
+    "PromptError": "nvila.errors",
+    "random_pretrained": "nvila.factory",
+    "GenerationOptions": "nvila.generation",
+    "NVILAForConditionalGeneration": "nvila.model",
+    "NVILAPipeline": "nvila.pipeline",
+    "NVILAProcessor": "nvila.processing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'nvila' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -32,7 +32,7 @@ from nvila.config import NVILAConfig, TextConfig, VisionConfig
 from nvila.errors import CheckpointError
 from nvila.model import NVILAForConditionalGeneration, qwen2_config
 from nvila.processing import NVILAProcessor
-from nvila.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, load_tokenizer
+from nvila.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, load_tokenizer, save_tokenizer
 from nvila.vision.tower import siglip_config
 
 #: Sub-folder of each part and the prefix its tensors carry inside our module.
@@ -353,7 +353,7 @@ def save(
             save_file(_part_state(model, part), str(tmp / part / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "vision_tower" / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(model.config), indent=2))
         (tmp / "config.json").write_text(json.dumps(configs["top"], indent=2))
-        tokenizer.save_pretrained(str(tmp / "llm"))
+        save_tokenizer(tokenizer, tmp / "llm")
         if root.exists():
             shutil.rmtree(root)
         tmp.rename(root)

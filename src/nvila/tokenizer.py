@@ -6,10 +6,11 @@ Owns: the official special tokens and chat template, `load_tokenizer` (from a fo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from nvila.errors import CheckpointError
@@ -18,6 +19,10 @@ IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<vila/video>"
 #: Added tokens of the official NVILA tokenizers, in their id order at the end of the vocabulary.
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "[BOS]", "[PAD]", "<vila/sentinel>", IMAGE_TOKEN, VIDEO_TOKEN)
+#: Qwen2's pre-tokenisation split (contractions, letters, single digits, punctuation runs, newlines, spaces).
+QWEN2_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 SYSTEM_PROMPT = "You are a helpful assistant"
 #: The official Qwen2 chat template (NVILA's `llm/tokenizer_config.json`).
 CHAT_TEMPLATE = (
@@ -57,6 +62,29 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> None:
+    """Save so that both this transformers (5.x) and the official code's (4.x) can load the folder.
+
+    transformers 5 writes `tokenizer_class: TokenizersBackend` and `extra_special_tokens`, which 4.x does not
+    know; the config is rewritten with the 4.x names (`Qwen2Tokenizer` reads `tokenizer.json` there) and the
+    chat template is also stored inside it, where 4.x looks for it.
+    """
+    folder = Path(folder)
+    tokenizer.save_pretrained(str(folder))
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    if config.get("tokenizer_class") in (None, "TokenizersBackend", "PreTrainedTokenizerFast"):
+        config["tokenizer_class"] = "Qwen2Tokenizer"
+    extra = config.pop("extra_special_tokens", None)
+    if isinstance(extra, list):
+        config["additional_special_tokens"] = extra
+    config.pop("backend", None)
+    config.setdefault("chat_template", tokenizer.chat_template or CHAT_TEMPLATE)
+    config_path.write_text(json.dumps(config, indent=2))
+    special = {k: config[k] for k in ("bos_token", "eos_token", "pad_token", "additional_special_tokens") if k in config}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+
+
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer with the official special tokens as its last ids.
 
@@ -66,14 +94,21 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedT
     if n_regular < 256:
         raise ValueError(f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)} for a byte-level BPE")
     core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Qwen2's own normaliser and pre-tokeniser, so the Qwen2 tokenizer class reloads it unchanged
+    core.normalizer = normalizers.NFC()
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=n_regular, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
     core.train_from_iterator(corpus, trainer=trainer)
-    while core.get_vocab_size() < n_regular:  # a small corpus can run out of merges: pad with unused tokens
-        core.add_tokens([f"<unused{core.get_vocab_size()}>"])
+    # a small corpus can run out of merges: fill the vocabulary with unused (special, never decoded) tokens
+    core.add_special_tokens([f"<unused{i}>" for i in range(core.get_vocab_size(), n_regular)])
     core.add_special_tokens(list(SPECIAL_TOKENS))  # ids vocab_size-8 ... vocab_size-1, in this order
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,

@@ -1,0 +1,34 @@
+# `make demo`: set up and answer a question about the shipped sample image with the default model.
+# `make test`: set up and run the test suite. Both create .venv and install everything they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+# CPU-only machines get the CPU wheel torch==2.13.0 (served locally, seconds); machines with an NVIDIA GPU
+# get the default (CUDA) build within the range pyproject allows.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+		$(PY) -m pip install -q "torch>=2.4,<3"; \
+	else \
+		$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q "torch>=2.4,<3"; \
+	fi
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/nvila generate --image src/nvila/data/sample.png --prompt "What is shown in this image?" --max-new-tokens 24
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,177 @@
+"""The `nvila` command: one sub-command per job, each a plain function; this module only dispatches.
+
+Exit codes: 0 success, 2 bad usage (argparse), 1 a failed job, reported as one line on stderr
+(`--debug` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+
+from nvila.errors import NVILAError
+
+log = logging.getLogger("nvila")
+
+
+# ---- shared argument types ------------------------------------------------------------------------------
+def image_size(text: str) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1920x1080, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+# ---- nvila tokens ---------------------------------------------------------------------------------------
+def add_tokens_args(p: argparse.ArgumentParser) -> None:
+    from nvila.config import PRESETS
+
+    p.add_argument("--preset", required=True, help=f"model preset: {', '.join(PRESETS)}")
+    p.add_argument("--image", type=image_size, metavar="WxH", help="image size in pixels, e.g. 1920x1080")
+    p.add_argument("--video-frames", type=positive_int, metavar="N", help="number of sampled video frames")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def run_tokens(args: argparse.Namespace) -> int:
+    """Visual-token budget of an image and/or a video from the preset's geometry (no model is built)."""
+    from dataclasses import asdict
+
+    from nvila.config import from_name
+    from nvila.geometry import image_tokens, video_tokens
+
+    if args.image is None and args.video_frames is None:
+        raise NVILAError("give --image WxH and/or --video-frames N")
+    cfg = from_name(args.preset)
+    report: dict = {"preset": args.preset}
+    lines = [f"preset {args.preset}: {cfg.image_aspect_ratio}, {cfg.downsample}x{cfg.downsample} projector"]
+    if args.image is not None:
+        t = image_tokens(*args.image, cfg)
+        report.update(image=list(args.image), grid=list(t.grid), vit_tiles=t.vit_tiles, llm_tokens=t.llm_tokens)
+        lines.append(
+            f"image {args.image[0]}x{args.image[1]}: grid {t.grid[0]}x{t.grid[1]} tiles, {t.vit_tiles} ViT tile passes, "
+            f"{t.llm_tokens} LLM visual tokens"
+        )
+    if args.video_frames is not None:
+        v = video_tokens(args.video_frames, cfg)
+        report["video"] = {**asdict(v), "pool_size": cfg.video_pool_size}
+        lines.append(
+            f"video of {v.frames} frames: {v.vit_tiles} ViT tile passes, {v.llm_tokens} LLM visual tokens after "
+            f"{cfg.video_pool_size}x temporal pooling ({v.llm_tokens_unpooled} without)"
+        )
+    print(json.dumps(report) if args.json else "\n".join(lines))
+    return 0
+
+
+# ---- nvila generate -------------------------------------------------------------------------------------
+def add_generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="checkpoint folder in the official NVILA layout (default: the shipped model)")
+    p.add_argument("--image", action="append", default=[], metavar="FILE", help="an image; repeat for several")
+    p.add_argument("--prompt", required=True, help="the question; put <image> where each image goes (default: first)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=128, metavar="N")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass (with --temperature)")
+    p.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop when this text appears; repeatable")
+    p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default: float32)")
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Answer a prompt about images with a model."""
+    from pathlib import Path
+
+    from nvila.assets import DEFAULT_MODEL
+    from nvila.generation import GenerationOptions
+    from nvila.image_io import load_image
+    from nvila.pipeline import NVILAPipeline
+
+    options = GenerationOptions(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop=args.stop,
+    )
+    images = [load_image(path) for path in args.image]  # fail on bad images before loading the model
+    model_path = Path(args.model) if args.model else DEFAULT_MODEL
+    if "untrained" in model_path.name:
+        log.warning("%s has random weights: its answers are meaningless until a trained model is given", model_path.name)
+    pipe = NVILAPipeline.from_pretrained(model_path, device=args.device, dtype=args.dtype)
+    if args.stream:
+        for piece in pipe.stream(args.prompt, images, options):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    else:
+        print(pipe.generate(args.prompt, images, options))
+    return 0
+
+
+# ---- dispatch -------------------------------------------------------------------------------------------
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+COMMANDS: list[Command] = [
+    (
+        "generate",
+        "answer a prompt about images\n\nexamples:\n"
+        "  nvila generate --image page.png --prompt 'What is the title?'\n"
+        "  nvila generate --model ckpt/ --image a.png --image b.png --prompt '<image> vs <image>: what changed?' --stream",
+        add_generate_args,
+        run_generate,
+    ),
+    (
+        "tokens",
+        "visual-token budget of an image or video from a preset's geometry\n\nexamples:\n"
+        "  nvila tokens --preset nvila-8b --image 1920x1080\n"
+        "  nvila tokens --preset nvila-lite-8b --image 1344x896 --json\n"
+        "  nvila tokens --preset nvila-8b-video --video-frames 256",
+        add_tokens_args,
+        run_tokens,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nvila", description="NVILA vision-language models: run, inspect, convert.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text, add_args, run in COMMANDS:
+        p = sub.add_parser(
+            name, help=help_text.split("\n")[0], description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
+        add_args(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="nvila: %(levelname)s: %(message)s")
+    try:
+        return args.run(args)
+    except NVILAError as e:
+        if debug:
+            raise
+        print(f"nvila {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"nvila {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
