@@ -251,7 +251,9 @@ def load_state(model: NVILAForConditionalGeneration, root: Path) -> None:
                 handles[file] = stack.enter_context(safe_open(str(file), framework="pt"))
             shape = tuple(handles[file].get_slice(file_key).get_shape())
             if shape != tuple(expected[key].shape):
-                mismatched.append(f"{file_key} in {file.parent.name}/ is {list(shape)}, expected {list(expected[key].shape)}")
+                mismatched.append(
+                    f"{file_key} in {file.parent.name}/ is {list(shape)}, expected {list(expected[key].shape)}"
+                )
         problems = []
         if missing:
             problems.append(f"missing tensors: {_describe(missing)}")
@@ -276,7 +278,7 @@ def build_model(
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        with torch.device(device), (contextlib.nullcontext() if init else no_init_weights()):
+        with torch.device(device), contextlib.nullcontext() if init else no_init_weights():
             model = NVILAForConditionalGeneration(cfg)
     finally:
         torch.set_default_dtype(previous)
@@ -306,8 +308,14 @@ def load(
 
 def resolve_dtype(name: str) -> torch.dtype:
     """'float32' | 'bfloat16' | 'float16' (or 'fp32', 'bf16', 'fp16') -> torch dtype."""
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     try:
         return table[name]
     except KeyError:
@@ -325,7 +333,9 @@ def _part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, to
             name = OFFICIAL_TOWER_PREFIX + name
         if part == "llm" and name == "lm_head.weight" and model.config.text.tie_word_embeddings:
             continue
-        out[name] = tensor.detach().to("cpu", torch.bfloat16 if tensor.is_floating_point() else tensor.dtype).contiguous()
+        out[name] = (
+            tensor.detach().to("cpu", torch.bfloat16 if tensor.is_floating_point() else tensor.dtype).contiguous()
+        )
     return out
 
 
@@ -351,7 +361,9 @@ def save(
             (tmp / part).mkdir()
             (tmp / part / "config.json").write_text(json.dumps(configs[part], indent=2))
             save_file(_part_state(model, part), str(tmp / part / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "vision_tower" / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(model.config), indent=2))
+        (tmp / "vision_tower" / "preprocessor_config.json").write_text(
+            json.dumps(preprocessor_config(model.config), indent=2)
+        )
         (tmp / "config.json").write_text(json.dumps(configs["top"], indent=2))
         save_tokenizer(tokenizer, tmp / "llm")
         if root.exists():

@@ -60,8 +60,8 @@ def run_tokens(args: argparse.Namespace) -> int:
         t = image_tokens(*args.image, cfg)
         report.update(image=list(args.image), grid=list(t.grid), vit_tiles=t.vit_tiles, llm_tokens=t.llm_tokens)
         lines.append(
-            f"image {args.image[0]}x{args.image[1]}: grid {t.grid[0]}x{t.grid[1]} tiles, {t.vit_tiles} ViT tile passes, "
-            f"{t.llm_tokens} LLM visual tokens"
+            f"image {args.image[0]}x{args.image[1]}: grid {t.grid[0]}x{t.grid[1]} tiles, "
+            f"{t.vit_tiles} ViT tile passes, {t.llm_tokens} LLM visual tokens"
         )
     if args.video_frames is not None:
         v = video_tokens(args.video_frames, cfg)
@@ -83,7 +83,9 @@ def add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass (with --temperature)")
     p.add_argument("--seed", type=int, default=None, help="seed for sampling")
-    p.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop when this text appears; repeatable")
+    p.add_argument(
+        "--stop", action="append", default=[], metavar="TEXT", help="stop when this text appears; repeatable"
+    )
     p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default: float32)")
@@ -108,7 +110,9 @@ def run_generate(args: argparse.Namespace) -> int:
     images = [load_image(path) for path in args.image]  # fail on bad images before loading the model
     model_path = Path(args.model) if args.model else DEFAULT_MODEL
     if "untrained" in model_path.name:
-        log.warning("%s has random weights: its answers are meaningless until a trained model is given", model_path.name)
+        log.warning(
+            "%s has random weights: its answers are meaningless until a trained model is given", model_path.name
+        )
     pipe = NVILAPipeline.from_pretrained(model_path, device=args.device, dtype=args.dtype)
     if args.stream:
         for piece in pipe.stream(args.prompt, images, options):
@@ -127,7 +131,8 @@ COMMANDS: list[Command] = [
         "generate",
         "answer a prompt about images\n\nexamples:\n"
         "  nvila generate --image page.png --prompt 'What is the title?'\n"
-        "  nvila generate --model ckpt/ --image a.png --image b.png --prompt '<image> vs <image>: what changed?' --stream",
+        "  nvila generate --model ckpt/ --image a.png --image b.png \\\n"
+        "      --prompt '<image> vs <image>: what changed?' --stream",
         add_generate_args,
         run_generate,
     ),
@@ -149,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text, add_args, run in COMMANDS:
         p = sub.add_parser(
-            name, help=help_text.split("\n")[0], description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=help_text.split("\n")[0],
+            description=help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
         add_args(p)

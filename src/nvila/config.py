@@ -8,8 +8,9 @@ official checkpoint's `config.json` format (see `checkpoint.py`) nor token arith
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from nvila.errors import ConfigError
 
@@ -127,17 +128,14 @@ class NVILAConfig:
     def validate(self) -> None:
         """Raise `ConfigError` naming the first inconsistent field."""
         if self.projector_type not in PROJECTOR_DOWNSAMPLE:
-            raise ConfigError(
-                f"unknown projector_type {self.projector_type!r}; known: {sorted(PROJECTOR_DOWNSAMPLE)}"
-            )
+            raise ConfigError(f"unknown projector_type {self.projector_type!r}; known: {sorted(PROJECTOR_DOWNSAMPLE)}")
         if self.image_aspect_ratio not in ("dynamic_s2", "dynamic", "resize"):
             raise ConfigError(
                 f"unknown image_aspect_ratio {self.image_aspect_ratio!r}; known: dynamic_s2, dynamic, resize"
             )
         if self.vision.image_size % self.vision.patch_size:
             raise ConfigError(
-                f"vision.image_size {self.vision.image_size} is not a multiple of patch_size "
-                f"{self.vision.patch_size}"
+                f"vision.image_size {self.vision.image_size} is not a multiple of patch_size {self.vision.patch_size}"
             )
         if not 1 <= self.min_tiles <= self.max_tiles:
             raise ConfigError(f"need 1 <= min_tiles <= max_tiles, got {self.min_tiles}, {self.max_tiles}")
@@ -194,9 +192,7 @@ def _nvila_8b_video() -> NVILAConfig:
 
 
 def _nvila_lite_8b() -> NVILAConfig:
-    return NVILAConfig(
-        name="nvila-lite-8b", projector_type="mlp_downsample_3x3_fix", image_aspect_ratio="dynamic"
-    )
+    return NVILAConfig(name="nvila-lite-8b", projector_type="mlp_downsample_3x3_fix", image_aspect_ratio="dynamic")
 
 
 def _nvila_lite_2b() -> NVILAConfig:

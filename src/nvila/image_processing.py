@@ -26,7 +26,9 @@ def _crop_grid(image: Image.Image, cols: int, rows: int, tile: int) -> list[Imag
     ]
 
 
-def image_to_tiles(image: Image.Image, cfg: NVILAConfig, *, single_image: bool = True) -> tuple[list[Image.Image], ImageTokens]:
+def image_to_tiles(
+    image: Image.Image, cfg: NVILAConfig, *, single_image: bool = True
+) -> tuple[list[Image.Image], ImageTokens]:
     """Cut an RGB image into the tiles the tower sees, in the official order.
 
     Dynamic-S2: the smaller square scales first (1, 4 tiles at 448/896), then the largest scale's grid.

@@ -18,7 +18,16 @@ from nvila.errors import CheckpointError
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<vila/video>"
 #: Added tokens of the official NVILA tokenizers, in their id order at the end of the vocabulary.
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "[BOS]", "[PAD]", "<vila/sentinel>", IMAGE_TOKEN, VIDEO_TOKEN)
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "[BOS]",
+    "[PAD]",
+    "<vila/sentinel>",
+    IMAGE_TOKEN,
+    VIDEO_TOKEN,
+)
 #: Qwen2's pre-tokenisation split (contractions, letters, single digits, punctuation runs, newlines, spaces).
 QWEN2_SPLIT_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -81,7 +90,9 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> No
     config.pop("backend", None)
     config.setdefault("chat_template", tokenizer.chat_template or CHAT_TEMPLATE)
     config_path.write_text(json.dumps(config, indent=2))
-    special = {k: config[k] for k in ("bos_token", "eos_token", "pad_token", "additional_special_tokens") if k in config}
+    special = {
+        k: config[k] for k in ("bos_token", "eos_token", "pad_token", "additional_special_tokens") if k in config
+    }
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
 
 

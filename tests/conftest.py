@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny random models (built once per session) and small images written on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nvila.factory import random_pretrained
+
+PARITY_DIR = Path(__file__).resolve().parents[2] / "shared" / "parity"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, processor) of the `tiny` preset: Dynamic-S2, 2x2 projector, 448 px tiles."""
+    return random_pretrained("tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_lite():
+    """(model, processor) of the `tiny-lite` preset: dynamic tiling, 3x3 projector."""
+    return random_pretrained("tiny-lite", seed=0)
+
+
+def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A random RGB image (random content makes mix-ups between tiles or images visible)."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    """Factory writing a random PNG of the given size and returning its path."""
+
+    def make(width: int = 640, height: int = 480, seed: int = 0, name: str = "image.png") -> Path:
+        path = tmp_path / name
+        noise_image(width, height, seed).save(path)
+        return path
+
+    return make

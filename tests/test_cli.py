@@ -1,0 +1,122 @@
+"""The `nvila` command: outputs, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nvila.cli import main
+from nvila.config import from_name
+from nvila.geometry import image_tokens
+from tests.test_image_io import png_header_only
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("preset", ["nvila-8b", "nvila-lite-8b"])
+@pytest.mark.parametrize("size", ["448x448", "896x896", "1344x896", "1920x1080"])
+def test_tokens_json(capsys, preset, size):
+    code, out, _ = run(capsys, "tokens", "--preset", preset, "--image", size, "--json")
+    assert code == 0
+    report = json.loads(out)
+    w, h = map(int, size.split("x"))
+    t = image_tokens(w, h, from_name(preset))
+    assert (
+        report["grid"] == list(t.grid) and report["vit_tiles"] == t.vit_tiles and report["llm_tokens"] == t.llm_tokens
+    )
+
+
+def test_tokens_text_and_video(capsys):
+    code, out, _ = run(capsys, "tokens", "--preset", "nvila-8b-video", "--image", "1344x896", "--video-frames", "256")
+    assert code == 0
+    assert "grid 4x3 tiles" in out and "3072 LLM visual tokens" in out
+    assert "8192 LLM visual tokens after 8x temporal pooling (65536 without)" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tokens", "--preset", "nvila-9000", "--image", "448x448"],
+        ["tokens", "--preset", "nvila-8b", "--image", "1x10000"],
+        ["tokens", "--preset", "nvila-8b", "--image", "50000x50000"],
+        ["tokens", "--preset", "nvila-8b"],
+    ],
+)
+def test_tokens_errors(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("nvila tokens: error:")
+
+
+def test_bad_usage_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["tokens", "--preset", "nvila-8b", "--image", "big"])
+    assert info.value.code == 2
+
+
+def test_generate_with_default_model(capsys, tmp_path):
+    from nvila.assets import SAMPLE_IMAGE
+
+    code, out, _ = run(capsys, "generate", "--image", str(SAMPLE_IMAGE), "--prompt", "What?", "--max-new-tokens", "5")
+    assert code == 0 and out.strip()
+    code, streamed, _ = run(
+        capsys, "generate", "--image", str(SAMPLE_IMAGE), "--prompt", "What?", "--max-new-tokens", "5", "--stream"
+    )
+    assert code == 0 and streamed.strip() == out.strip()
+
+
+@pytest.mark.parametrize(
+    "case", ["empty_file", "not_image", "bomb", "missing", "placeholders", "empty_prompt", "bad_model"]
+)
+def test_generate_bad_input(capsys, tmp_path, image_file, case):
+    image = image_file(64, 64)
+    args = ["generate", "--image", str(image), "--prompt", "What?"]
+    if case == "empty_file":
+        (tmp_path / "e.png").write_bytes(b"")
+        args[2] = str(tmp_path / "e.png")
+    elif case == "not_image":
+        (tmp_path / "t.png").write_text("hello")
+        args[2] = str(tmp_path / "t.png")
+    elif case == "bomb":
+        (tmp_path / "b.png").write_bytes(png_header_only(50000, 50000))
+        args[2] = str(tmp_path / "b.png")
+    elif case == "missing":
+        args[2] = str(tmp_path / "nope.png")
+    elif case == "placeholders":
+        args[4] = "<image> and <image>?"
+    elif case == "empty_prompt":
+        args[4] = ""
+    else:
+        args += ["--model", str(tmp_path)]
+    code, out, err = run(capsys, *args)
+    assert code == 1 and out == ""
+    assert err.startswith("nvila generate: error:") and err.count("\n") == 1, err
+
+
+def test_real_process_reports_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    proc = subprocess.run(
+        [sys.executable, "-m", "nvila.cli", "generate", "--image", str(bad), "--prompt", "hi"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert proc.stdout == ""
+
+
+def test_help_has_examples(capsys):
+    for command in ("generate", "tokens"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        assert "examples:" in capsys.readouterr().out

@@ -1,0 +1,77 @@
+"""Processor: placeholder checks, chat format, expansion counts == geometry == model features."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nvila.errors import PromptError
+from nvila.geometry import image_tokens
+from tests.conftest import noise_image
+
+
+def count(ids: torch.Tensor, token: int) -> int:
+    return int((ids == token).sum())
+
+
+@pytest.mark.parametrize("size", [(448, 448), (1344, 896), (300, 1000), (1920, 1080), (50, 3000)])
+def test_expansion_matches_geometry_and_model(tiny, tiny_lite, size):
+    image = noise_image(*size)
+    for model, processor in (tiny, tiny_lite):
+        cfg = processor.config
+        inputs = processor("Describe.", [image])
+        expected = image_tokens(*size, cfg)
+        assert count(inputs.input_ids, cfg.image_token_id) == expected.llm_tokens
+        assert inputs.pixel_values.shape == (expected.vit_tiles, 3, 448, 448)
+        with torch.no_grad():
+            features = model.get_image_features(inputs.pixel_values, inputs.image_block_sizes)
+        assert features.shape == (expected.llm_tokens, cfg.text.hidden_size)
+
+
+def test_chat_format_and_newlines(tiny, tiny_lite):
+    _, processor = tiny
+    ids = processor("Hi <image> there", [noise_image(64, 64)]).input_ids[0].tolist()
+    text = processor.tokenizer.decode([i for i in ids if i != processor.image_token_id])
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\n"
+        "Hi \n there<|im_end|>\n<|im_start|>assistant\n"
+    )  # the newline after the image is the media-end embedding
+    _, lite = tiny_lite
+    ids = lite("Q", [noise_image(1344, 896)]).input_ids[0].tolist()
+    # 7 tiles, each: 121 image tokens, media-end newline, then the prompt's own newline
+    newline = lite.media_end_ids
+    runs = [i for i in range(len(ids)) if ids[i] == lite.image_token_id and ids[i - 1] != lite.image_token_id]
+    assert len(runs) == 7
+    for start in runs:
+        assert ids[start : start + 121] == [lite.image_token_id] * 121
+        assert ids[start + 121 : start + 123] == newline + newline
+
+
+def test_images_go_first_without_placeholders(tiny):
+    _, processor = tiny
+    a = processor("What?", [noise_image(64, 64)]).input_ids
+    b = processor("<image>What?", [noise_image(64, 64)]).input_ids
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("prompt,n", [("<image><image> compare", 1), ("<image> and", 2), ("", 0), ("   ", 1)])
+def test_placeholder_mismatch_and_empty_prompts(tiny, prompt, n):
+    _, processor = tiny
+    with pytest.raises(PromptError):
+        processor(prompt, [noise_image(32, 32, seed=i) for i in range(n)])
+
+
+def test_batch_left_padding_and_multi_image(tiny):
+    _, processor = tiny
+    inputs = processor(
+        ["one image", "<image> two <image> images", "none"],
+        [[noise_image(900, 600)], [noise_image(64, 64), noise_image(64, 80)], []],
+    )
+    assert inputs.input_ids.shape[0] == 3
+    assert inputs.attention_mask[:, -1].all()  # left padded: every row ends with a real token
+    lengths = inputs.attention_mask.sum(1)
+    assert lengths[0] > lengths[1] > lengths[2]  # Dynamic-S2 image > two 1-tile images > text only
+    # the first image is Dynamic-S2 (1 + 4 + grid tiles); the two others are single 448 resizes
+    grid = image_tokens(900, 600, processor.config)
+    assert inputs.image_block_sizes == [grid.block_size, None, None]
+    assert inputs.pixel_values.shape[0] == grid.vit_tiles + 2
