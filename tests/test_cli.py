@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from nvila.cli import main
 from nvila.config import from_name
@@ -93,8 +94,14 @@ def test_generate_bad_input(capsys, tmp_path, image_file, case):
         args[4] = "<image> and <image>?"
     elif case == "empty_prompt":
         args[4] = ""
-    else:
+    elif case == "bad_model":
         args += ["--model", str(tmp_path)]
+    elif case == "bad_dtype":
+        args += ["--dtype", "float8"]
+    else:
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        args += ["--device", "cuda"]
     code, out, err = run(capsys, *args)
     assert code == 1 and out == ""
     assert err.startswith("nvila generate: error:") and err.count("\n") == 1, err

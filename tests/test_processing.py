@@ -75,3 +75,13 @@ def test_batch_left_padding_and_multi_image(tiny):
     grid = image_tokens(900, 600, processor.config)
     assert inputs.image_block_sizes == [grid.block_size, None, None]
     assert inputs.pixel_values.shape[0] == grid.vit_tiles + 2
+
+
+def test_prompt_longer_than_the_model_limit(tiny):
+    _, processor = tiny
+    processor.config.text.model_max_length, limit = 100, processor.config.text.model_max_length
+    try:
+        with pytest.raises(PromptError, match="above the model's limit of 100"):
+            processor("Describe", [noise_image(64, 64)])
+    finally:
+        processor.config.text.model_max_length = limit

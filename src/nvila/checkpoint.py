@@ -29,10 +29,11 @@ from transformers import PreTrainedTokenizerBase
 from transformers.initialization import no_init_weights
 
 from nvila.config import NVILAConfig, TextConfig, VisionConfig
-from nvila.errors import CheckpointError
+from nvila.errors import CheckpointError, ConfigError
 from nvila.model import NVILAForConditionalGeneration, qwen2_config
 from nvila.processing import NVILAProcessor
-from nvila.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, load_tokenizer, save_tokenizer
+from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
+from nvila.tokenizer import load_tokenizer, save_tokenizer
 from nvila.vision.tower import siglip_config
 
 #: Sub-folder of each part and the prefix its tensors carry inside our module.
@@ -297,6 +298,7 @@ def load(
         raise CheckpointError(f"checkpoint folder not found: {root}")
     if isinstance(dtype, str):
         dtype = resolve_dtype(dtype)
+    device = resolve_device(device)
     cfg = config_from_official(root)
     tokenizer = load_tokenizer(root / "llm")
     vocab = tokenizer.get_vocab()
@@ -304,6 +306,19 @@ def load(
     model = build_model(cfg, device=device, dtype=dtype, init=False)
     load_state(model, root)
     return model, NVILAProcessor(tokenizer, cfg)
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """A torch device that exists on this machine, or a `ConfigError` saying why not."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} requested but MPS is not available on this machine")
+    return device
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -319,7 +334,7 @@ def resolve_dtype(name: str) -> torch.dtype:
     try:
         return table[name]
     except KeyError:
-        raise CheckpointError(f"unknown dtype {name!r}; use one of {', '.join(table)}") from None
+        raise ConfigError(f"unknown dtype {name!r}; use one of {', '.join(table)}") from None
 
 
 def _part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, torch.Tensor]:

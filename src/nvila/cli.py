@@ -96,8 +96,13 @@ def run_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nvila.assets import DEFAULT_MODEL
-    from nvila.generation import GenerationOptions
     from nvila.image_io import load_image
+    from nvila.prompt import user_turn
+
+    images = [load_image(path) for path in args.image]  # fail on bad input before importing torch
+    user_turn(args.prompt, len(images))
+
+    from nvila.generation import GenerationOptions
     from nvila.pipeline import NVILAPipeline
 
     options = GenerationOptions(
@@ -107,7 +112,6 @@ def run_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         stop=args.stop,
     )
-    images = [load_image(path) for path in args.image]  # fail on bad images before loading the model
     model_path = Path(args.model) if args.model else DEFAULT_MODEL
     if "untrained" in model_path.name:
         log.warning(

@@ -13,7 +13,8 @@ from nvila.checkpoint import build_model
 from nvila.config import NVILAConfig, from_name
 from nvila.model import NVILAForConditionalGeneration
 from nvila.processing import NVILAProcessor
-from nvila.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, train_tokenizer
+from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
+from nvila.tokenizer import train_tokenizer
 
 #: Text the built-in tokenizer is trained on: the words of the chat format and of typical questions.
 SAMPLE_TEXT = (

@@ -18,7 +18,8 @@ from nvila.errors import PromptError
 from nvila.image_io import ImageInput, load_image
 from nvila.image_processing import image_to_tiles, normalize_tiles
 from nvila.model import BlockSize
-from nvila.tokenizer import IMAGE_TOKEN, format_chat
+from nvila.prompt import IMAGE_TOKEN, user_turn
+from nvila.tokenizer import format_chat
 
 
 @dataclass
@@ -60,27 +61,10 @@ class NVILAProcessor:
         self.eos_token_ids: list[int] = [tokenizer.eos_token_id]
 
     # ---- prompts ------------------------------------------------------------------------------------
-    def user_turn(self, prompt: str, n_images: int) -> str:
-        """Check the placeholders of one user prompt against its images; put images first if it has none.
-
-        Raises `PromptError` for an empty prompt or a placeholder count other than 0 or `n_images`.
-        """
-        if not prompt or not prompt.strip():
-            raise PromptError("the prompt is empty")
-        n_placeholders = prompt.count(IMAGE_TOKEN)
-        if n_placeholders == 0:
-            return IMAGE_TOKEN * n_images + prompt
-        if n_placeholders != n_images:
-            raise PromptError(
-                f"the prompt has {n_placeholders} {IMAGE_TOKEN} placeholder(s) but {n_images} image(s) were given; "
-                f"use one {IMAGE_TOKEN} per image, or none to put the images before the text"
-            )
-        return prompt
-
     def _encode_one(self, prompt: str, images: Sequence[ImageInput], chat: bool) -> tuple[list[int], list, list]:
         pil_images = [load_image(image) for image in images]
         single = len(pil_images) == 1
-        text = self.user_turn(prompt, len(pil_images))
+        text = user_turn(prompt, len(pil_images))
         tiles, block_sizes, per_placeholder = [], [], []
         pieces = text.split(IMAGE_TOKEN)
         text = pieces[0]
@@ -134,6 +118,13 @@ class NVILAProcessor:
         if len(images) != len(prompts):
             raise PromptError(f"got {len(prompts)} prompts but {len(images)} image lists")
         encoded = [self._encode_one(p, imgs, chat) for p, imgs in zip(prompts, images)]
+        limit = self.config.text.model_max_length
+        for ids, _, _ in encoded:
+            if len(ids) > limit:
+                raise PromptError(
+                    f"the prompt is {len(ids)} tokens with its visual tokens, above the model's limit of {limit}; "
+                    "use fewer or smaller images or a shorter prompt"
+                )
         tiles = [t for _, ts, _ in encoded for t in ts]
         block_sizes = [b for _, _, bs in encoded for b in bs]
         input_ids, attention_mask = self.pad([ids for ids, _, _ in encoded], padding_side)

@@ -14,9 +14,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from nvila.errors import CheckpointError
+from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 
-IMAGE_TOKEN = "<image>"
-VIDEO_TOKEN = "<vila/video>"
 #: Added tokens of the official NVILA tokenizers, in their id order at the end of the vocabulary.
 SPECIAL_TOKENS = (
     "<|endoftext|>",

@@ -6,16 +6,17 @@ refusing what cannot or should not be decoded with a `MediaError`. Does not own 
 time tokens (video processing), nor images (`image_io`).
 
 Sampling rule (all times in seconds from the video stream's start, computed exactly with fractions):
-- uniform: the centres of N equal segments of the duration D, t_i = (i + 1/2) * D / N;
-- fps > 0: t_j = (j + 1/2) / fps for every t_j < D (at least one); when that is more than N times, N
-  uniform times instead (the whole video stays covered at a lower rate);
+- D, the duration, runs from the stream's start to the end of its last packet (read from packet headers);
+- uniform: the centres of N equal segments of D, t_i = (i + 1/2) * D / N;
+- fps > 0: t_j = (j + 1/2) / fps for every t_j < D (D / 2 when there is none); when that is more than N
+  times, N uniform times instead (the whole video stays covered at a lower rate);
 - each time picks the frame *shown* at that time: the last frame whose pts <= t (pts * time_base, so
   variable frame rates are exact). A constant-rate video of n frames gives frame floor((i + 1/2) * n / N).
   Times that land on an already-picked frame (videos with fewer than N frames) are dropped, never repeated.
 The official NVILA loader instead takes round(linspace(0, n - 1, N)) frame indices (first and last frame
 included, repeats kept); both cover the whole video.
 
-Decoding never holds more than two decoded frames plus the chosen ones: it decodes forward to each time and
+Decoding never holds more than three decoded frames plus the chosen ones: it decodes forward to each time and
 seeks (to the keyframe before the time) only when the container's index shows a keyframe between the current
 position and the time, i.e. when seeking skips decoding work. Without an index it seeks when the gap exceeds
 `SEEK_MIN_GAP_S` and the longest keyframe interval seen so far.
@@ -35,6 +36,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from nvila.errors import MediaError
@@ -90,16 +92,12 @@ def load_video(path: str | os.PathLike, num_frames: int, fps: float = 0.0, *, st
     path = _check_path(path)
     with _open(path) as container:
         stream = _video_stream(container, path)
-        duration = _stream_duration(container, stream)
-    if duration is None:  # no usable header duration: read packet times near the end (no decoding)
-        duration = _probe_duration(path)
-    with _open(path) as container:
-        stream = _video_stream(container, path)
+        duration = _duration(path, _declared_duration(stream))
         times, notes = _sample_times(duration, num_frames, fps)
         sampler = _Sampler(container, stream, path, duration, strategy)
         picks = sampler.pick(times)
-    notes += sampler.notes(len(times), num_frames)
-    rate = stream.average_rate or stream.guessed_rate
+        notes += sampler.notes(len(times), num_frames)
+        rate = stream.average_rate or stream.guessed_rate
     return VideoFrames(
         frames=[image for _, image in picks],
         timestamps=[float(t) for t, _ in picks],
@@ -150,7 +148,7 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
         raise MediaError(f"{path}: has no video stream ({kinds} streams only)")
     stream = container.streams.video[0]
     if stream.codec_context is None:
-        raise MediaError(f"{path}: no decoder for its video codec in this FFmpeg build")
+        raise MediaError(f"{path}: its video stream cannot be decoded (a codec this FFmpeg lacks, or a damaged header)")
     width, height = stream.codec_context.width, stream.codec_context.height
     if width and height:
         _check_frame_size(width, height, path)
@@ -173,7 +171,7 @@ def _reason(error: av.error.FFmpegError) -> str:
     return f"ffmpeg: {error.strerror}" if getattr(error, "strerror", None) else f"ffmpeg: {error}"
 
 
-def _stream_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
+def _declared_duration(stream: av.video.stream.VideoStream) -> Fraction | None:
     """The video stream's own duration from the header (mp4, avi) or a Matroska DURATION tag; None if absent."""
     if stream.duration and stream.duration > 0:
         return Fraction(stream.duration) * stream.time_base
@@ -182,27 +180,51 @@ def _stream_duration(container: av.container.InputContainer, stream: av.video.st
     if match:
         hours, minutes, seconds = match.groups()
         return Fraction(int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
-    return None  # the container's duration may include a longer audio track: not trusted for the video
+    return None  # the container's duration may include a longer audio track: not used for the video
 
 
-def _probe_duration(path: Path) -> Fraction:
-    """End of the last video packet: seek near the end and read packet times (demuxing only, no decoding)."""
+def _duration(path: Path, declared: Fraction | None) -> Fraction:
+    """Seconds from the video stream's start to the end of its last packet, from packet headers (no decoding).
+
+    Headers are not trusted alone: an mp4 track's duration follows decode times, which for variable frame
+    rates with B-frames can end well before the last frame is shown, and Matroska often has none. The last
+    group of pictures is read after seeking near the declared end; if that finds nothing (e.g. a truncated
+    file whose index points past its data), every packet is read. A data end well before the declared end
+    means a truncated file.
+    """
+    end = None
     with _open(path) as container:
         stream = _video_stream(container, path)
-        start = stream.start_time or 0
-        end = start
-        if container.duration:  # jump to the last keyframe; on failure read the whole file's packets
+        hint = declared or (Fraction(container.duration, 1_000_000) if container.duration else None)
+        if hint:
             try:
-                container.seek(container.duration, backward=True)  # AV_TIME_BASE units, any stream
-            except av.error.FFmpegError:
-                container.seek(0, backward=True)
-        try:
-            for packet in container.demux(stream):
-                if packet.pts is not None:
-                    end = max(end, packet.pts + (packet.duration or 0))
-        except av.error.FFmpegError as e:
-            logger.debug("%s: stopped reading packets for the duration (%s)", path, e)
-        return Fraction(end - start) * stream.time_base
+                container.seek((stream.start_time or 0) + math.floor(hint / stream.time_base), stream=stream)
+                end = _packets_end(container, stream)
+            except av.error.FFmpegError as e:
+                logger.debug("%s: seek to the end failed (%s); reading every packet", path, e)
+    if end is None:
+        with _open(path) as container:
+            end = _packets_end(container, _video_stream(container, path))
+    if end is None:
+        raise MediaError(f"{path}: its video stream holds no packets")
+    if declared is not None and declared - end > TRUNCATION_TOLERANCE_S:
+        raise MediaError(
+            f"{path}: video data ends at {float(end):.2f} s but the file declares {float(declared):.2f} s; "
+            "it looks truncated"
+        )
+    return end
+
+
+def _packets_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
+    """max(pts + duration) - start over the packets from the current position on, in seconds; None if none."""
+    start, end = stream.start_time or 0, None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                end = max(end or start, packet.pts + (packet.duration or 0))
+    except av.error.FFmpegError as e:  # damaged data: keep the end found so far
+        logger.debug("stopped reading packets (%s)", e)
+    return None if end is None else Fraction(end - start) * stream.time_base
 
 
 def _sample_times(duration: Fraction, num_frames: int, fps: float) -> tuple[list[Fraction], list[str]]:
@@ -211,7 +233,9 @@ def _sample_times(duration: Fraction, num_frames: int, fps: float) -> tuple[list
         return [Fraction(0)], []
     if fps > 0:
         rate = Fraction(fps)
-        count = max(1, math.ceil(duration * rate - Fraction(1, 2)))  # j with (j + 1/2) / fps < D
+        count = math.ceil(duration * rate - Fraction(1, 2))  # j with (j + 1/2) / fps < D
+        if count < 1:  # the video is shorter than half a period: its middle
+            return [duration / 2], []
         if count <= num_frames:
             return [(j + Fraction(1, 2)) / rate for j in range(count)], []
         notes = [
@@ -222,7 +246,11 @@ def _sample_times(duration: Fraction, num_frames: int, fps: float) -> tuple[list
 
 
 class _Sampler:
-    """Walks one video stream forward, returning the frame shown at each of a sorted list of times."""
+    """Walks one video stream forward, returning the frame shown at each of a sorted list of times (in ticks).
+
+    Holds at most three decoded frames: `prev` (the last one at or before the current time), `ahead` (the
+    first one after it, kept for the next time) and `last` (the latest decoded, to report a truncated end).
+    """
 
     def __init__(self, container, stream, path: Path, duration: Fraction, strategy: str) -> None:
         self.container, self.stream, self.path, self.duration = container, stream, path, duration
@@ -231,27 +259,30 @@ class _Sampler:
         self.start = stream.start_time or 0
         rate = stream.average_rate or stream.guessed_rate
         self.frame_ticks = int(1 / (rate * self.time_base)) if rate else 0  # nominal frame duration
-        self.packets = self.corrupt_packets = self.corrupt_frames = self.seeks = 0
-        self.pos: int | None = None  # dts (or pts) of the last packet sent to the decoder
+        entries = stream.index_entries
+        # Index timestamps are decode times; a keyframe shows this much later (B-frame delay, e.g. x264 in mp4).
+        self.index_shift = max(0, self.start - entries[0].timestamp) if len(entries) else 0
+        self.packets = self.corrupt_packets = self.corrupt_frames = self.decoded = self.picked = self.seeks = 0
+        self.pos: int | None = None  # decode timestamp of the last packet sent to the decoder
         self.keyframe_gap = 0  # longest keyframe interval seen (ticks), for seeking without an index
         self.last_keyframe: int | None = None
-        self.prev = None  # last decoded frame with pts <= the current time
-        self.ahead = None  # a decoded frame past the current time, kept for the next one
-        self.landing: int | None = None  # first packet timestamp after the latest seek
+        self.landing: int | None = None  # timestamp of the first packet read after the latest seek
+        self.prev = self.ahead = self.last = None  # `last`: the latest frame decoded, for truncated ends
         self.eof = False
         self.frames = self._decode()
+        self.reformatter = VideoReformatter()
 
     def pick(self, times: list[Fraction]) -> list[tuple[Fraction, Image.Image]]:
-        """(time of the frame in seconds from the start, RGB image) for each distinct frame shown at `times`."""
+        """(frame time in seconds from the start, RGB image) for each distinct frame shown at `times` (seconds)."""
         picks: list[tuple[Fraction, Image.Image]] = []
         last_pts = None
         for t in times:
-            target = self.start + t / self.time_base  # in ticks, exact
-            frame = self._frame_at(target)
+            frame = self._frame_at(self.start + t / self.time_base)
             pts = _pts(frame)
             if pts == last_pts:
                 continue  # already picked: a video with fewer frames than times
             last_pts = pts
+            self.picked += 1
             self.corrupt_frames += bool(frame.is_corrupt)
             picks.append((Fraction(pts - self.start) * self.time_base, self._to_image(frame)))
         return picks
@@ -276,10 +307,8 @@ class _Sampler:
     # -- walking the stream ---------------------------------------------------------------------------------
 
     def _frame_at(self, target: Fraction):
-        if self.ahead is not None and _pts(self.ahead) > target and self.prev is not None:
-            return self.prev  # the next frame is still in the future: the same frame is shown
-        if self._should_seek(target):
-            self._seek(target)
+        if self._should_seek(target) and self._seek_to(math.floor(target) - self.index_shift):
+            self.prev = None
         retries = 0
         while True:
             frame = self._next_frame()
@@ -292,32 +321,35 @@ class _Sampler:
             if self.prev is not None:
                 return self.prev
             # The first frame after a seek is already past the target: retry from the keyframe before it.
-            if self.seeks and self.landing is not None and retries < MAX_SEEK_RETRIES and self._reseek():
+            if self.seeks and retries < MAX_SEEK_RETRIES and self._reseek():
                 retries += 1
                 continue
-            return frame  # nothing earlier exists (the time precedes the first frame)
+            return frame  # nothing earlier exists: the time precedes the first frame
 
     def _at_end(self, target: Fraction):
-        if self.prev is None:
-            self._fail_undecodable()
-        end = _pts(self.prev) + (self.prev.duration or self.frame_ticks)
-        if float((target - end) * self.time_base) > TRUNCATION_TOLERANCE_S:
+        frame = self.prev or self.last
+        if frame is None:
+            raise MediaError(
+                f"{self.path}: no decodable video frames ({self.packets} packets read, {self.corrupt_packets} "
+                "failed to decode); the stream is corrupt or unsupported"
+            )
+        end = _pts(frame) + (frame.duration or self.frame_ticks)
+        if self.prev is None or float((target - end) * self.time_base) > TRUNCATION_TOLERANCE_S:
             raise MediaError(
                 f"{self.path}: video data ends at {float((end - self.start) * self.time_base):.2f} s but the file "
                 f"declares {float(self.duration):.2f} s; it looks truncated"
-                + (f" ({self.corrupt_packets} corrupt packets)" if self.corrupt_packets else "")
             )
-        return self.prev
-
-    def _fail_undecodable(self):
-        detail = f"{self.packets} packets read, {self.corrupt_packets} failed to decode"
-        raise MediaError(f"{self.path}: no decodable video frames ({detail}); the stream is corrupt or unsupported")
+        return frame
 
     def _next_frame(self):
         if self.ahead is not None:
             frame, self.ahead = self.ahead, None
             return frame
-        return next(self.frames, None)
+        frame = next(self.frames, None)
+        if frame is not None:
+            self.decoded += 1
+            self.last = frame
+        return frame
 
     def _decode(self) -> Iterator:
         """Decoded frames from the current demuxer position; skips (and counts) packets that fail to decode."""
@@ -335,7 +367,7 @@ class _Sampler:
                 yield from packet.decode()
             except av.error.FFmpegError as e:
                 self.corrupt_packets += 1
-                logger.debug("%s: skipped a corrupt packet at %s (%s)", self.path, packet.pts, e)
+                logger.debug("%s: skipped a corrupt packet at pts %s (%s)", self.path, packet.pts, e)
                 if self.corrupt_packets > 8 and self.corrupt_packets > MAX_CORRUPT_FRACTION * self.packets:
                     raise MediaError(
                         f"{self.path}: {self.corrupt_packets} of {self.packets} video packets failed to decode; "
@@ -363,56 +395,44 @@ class _Sampler:
     def _should_seek(self, target: Fraction) -> bool:
         if self.strategy == "sequential" or self.eof:
             return False
-        if self.prev is not None and _pts(self.prev) > target:
-            return False
+        if any(f is not None and _pts(f) > target for f in (self.prev, self.ahead)):
+            return False  # the frame shown at the target is already decoded
         if self.strategy == "seek":
             return self.pos is None or target > self.pos
         entries = self.stream.index_entries
         if len(entries) > 1:  # exact: seek iff a keyframe lies between the decoder's position and the target
-            return _keyframe_between(entries, self.pos, target)
-        if self.pos is None:
-            return float((target - self.start) * self.time_base) > SEEK_MIN_GAP_S
-        gap = target - self.pos
+            return _keyframe_between(entries, self.pos, target - self.index_shift)
+        gap = target - (self.start if self.pos is None else self.pos)
         return float(gap * self.time_base) > SEEK_MIN_GAP_S and gap > self.keyframe_gap
 
-    def _seek(self, target: Fraction) -> None:
-        self._seek_to(math.floor(target))
-        self.prev = None
-
     def _reseek(self) -> bool:
-        """After overshooting, seek to just before the landing keyframe; False when that gets no earlier."""
+        """After overshooting, seek to just before the landing keyframe; False when that lands no earlier."""
         landing = self.landing
-        self._seek_to(landing - 1)
-        frame = self._next_frame()
-        if frame is None or self.landing is None or self.landing >= landing:
-            logger.debug("%s: seek cannot land before %s; using the next frame", self.path, landing)
-            self.ahead = frame
+        if landing is None or not self._seek_to(landing - 1):
             return False
-        self.ahead = frame
+        self.ahead = self._next_frame()
+        if self.landing is None or self.landing >= landing:
+            logger.debug("%s: cannot seek before %s; using the first frame after the target", self.path, landing)
+            return False
         return True
 
-    def _seek_to(self, ticks: int) -> None:
+    def _seek_to(self, ticks: int) -> bool:
         try:
             self.container.seek(ticks, backward=True, any_frame=False, stream=self.stream)
         except av.error.FFmpegError as e:  # unseekable input: keep decoding forward from here
             logger.debug("%s: seek failed (%s); decoding sequentially", self.path, e)
             self.strategy = "sequential"
-            return
+            return False
         self.seeks += 1
         self.frames.close()
         self.frames = self._decode()
-        self.ahead, self.landing = None, None
-
-    # -- output ---------------------------------------------------------------------------------------------
-
-    @property
-    def picked(self) -> int:
-        return self._picked
+        self.ahead = self.landing = None
+        return True
 
     def _to_image(self, frame) -> Image.Image:
         _check_frame_size(frame.width, frame.height, self.path)
-        self._picked = getattr(self, "_picked", 0) + 1
-        image = frame.to_image()  # RGB
+        # One reusable single-threaded converter: per-frame threaded swscale setup costs more than it saves.
+        image = self.reformatter.reformat(frame, format="rgb24", threads=1).to_image()
         transpose = _orientation(frame)
         return image.transpose(transpose) if transpose is not None else image
 
@@ -422,7 +442,7 @@ def _pts(frame) -> int:
 
 
 def _keyframe_between(entries, pos: int | None, target: Fraction) -> bool:
-    """Whether the index holds a keyframe with timestamp in (pos, target] (all keyframes count when pos is None).
+    """Whether the index holds a keyframe with timestamp in (pos, target] (but the first, when pos is None).
 
     Walks back from the target only as far as `pos`, so over a whole sampling pass the walk touches each index
     entry about once.
