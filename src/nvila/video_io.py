@@ -52,8 +52,13 @@ SEEK_MIN_GAP_S = 2.0
 TRUNCATION_TOLERANCE_S = 1.0
 #: Give up as undecodable when more than this fraction of the packets read fail to decode (after a few).
 MAX_CORRUPT_FRACTION = 0.5
-#: Overshooting seeks (landing after the time) are retried this many times from an earlier keyframe.
+#: A seek that lands after its time is retried this many times, each twice as far back, then decoding restarts
+#: from the beginning (demuxers without an index, e.g. MPEG-TS, land near a time, not on the keyframe before it).
 MAX_SEEK_RETRIES = 3
+#: After a seek, packets before the first keyframe are dropped (they cannot decode), up to this many.
+MAX_SKIPPED_PACKETS = 1000
+#: The duration is read from the packets of this many last seconds (seconds).
+PROBE_TAIL_S = 5
 STRATEGIES = ("auto", "seek", "sequential")
 
 # Display-matrix (a, b, c, d) signs, FFmpeg's convention (x' = a x + c y, y' = b x + d y, y pointing down),
@@ -187,8 +192,8 @@ def _duration(path: Path, declared: Fraction | None) -> Fraction:
     """Seconds from the video stream's start to the end of its last packet, from packet headers (no decoding).
 
     Headers are not trusted alone: an mp4 track's duration follows decode times, which for variable frame
-    rates with B-frames can end well before the last frame is shown, and Matroska often has none. The last
-    group of pictures is read after seeking near the declared end; if that finds nothing (e.g. a truncated
+    rates with B-frames can end well before the last frame is shown, and Matroska often has none. The packets
+    of the last `PROBE_TAIL_S` seconds are read after seeking there; if that finds nothing (e.g. a truncated
     file whose index points past its data), every packet is read. A data end well before the declared end
     means a truncated file.
     """
@@ -196,17 +201,20 @@ def _duration(path: Path, declared: Fraction | None) -> Fraction:
     with _open(path) as container:
         stream = _video_stream(container, path)
         hint = declared or (Fraction(container.duration, 1_000_000) if container.duration else None)
-        if hint:
+        if hint and hint > PROBE_TAIL_S:
             try:
-                container.seek((stream.start_time or 0) + math.floor(hint / stream.time_base), stream=stream)
-                end = _packets_end(container, stream)
+                tail = math.floor((hint - PROBE_TAIL_S) / stream.time_base)
+                container.seek((stream.start_time or 0) + tail, backward=True, stream=stream)
+                end, _ = _packets_end(container, stream)
             except av.error.FFmpegError as e:
                 logger.debug("%s: seek to the end failed (%s); reading every packet", path, e)
     if end is None:
         with _open(path) as container:
-            end = _packets_end(container, _video_stream(container, path))
-    if end is None:
-        raise MediaError(f"{path}: its video stream holds no packets")
+            end, packets = _packets_end(container, _video_stream(container, path))
+        if end is None and packets:
+            raise MediaError(f"{path}: its video packets carry no timestamps (a raw stream?); remux it into MP4 or MKV")
+        if end is None:
+            raise MediaError(f"{path}: its video stream holds no packets")
     if declared is not None and declared - end > TRUNCATION_TOLERANCE_S:
         raise MediaError(
             f"{path}: video data ends at {float(end):.2f} s but the file declares {float(declared):.2f} s; "
@@ -215,16 +223,25 @@ def _duration(path: Path, declared: Fraction | None) -> Fraction:
     return end
 
 
-def _packets_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Fraction | None:
-    """max(pts + duration) - start over the packets from the current position on, in seconds; None if none."""
-    start, end = stream.start_time or 0, None
+def _packets_end(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> tuple[Fraction | None, int]:
+    """(max(pts + duration) - start in seconds or None, packets seen) over the packets from here on."""
+    start, end, packets, default = stream.start_time or 0, None, 0, _frame_ticks(stream)
     try:
         for packet in container.demux(stream):
+            packets += bool(packet.size)
             if packet.pts is not None and packet.size:
-                end = max(end or start, packet.pts + (packet.duration or 0))
+                end = max(end or start, packet.pts + (packet.duration or default))
     except av.error.FFmpegError as e:  # damaged data: keep the end found so far
         logger.debug("stopped reading packets (%s)", e)
-    return None if end is None else Fraction(end - start) * stream.time_base
+    return (None if end is None else Fraction(end - start) * stream.time_base), packets
+
+
+def _frame_ticks(stream: av.video.stream.VideoStream) -> int:
+    """The nominal duration of one frame in the stream's time base (0 when the rate is unknown)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return int(1 / (rate * stream.time_base)) if rate else 0
 
 
 def _sample_times(duration: Fraction, num_frames: int, fps: float) -> tuple[list[Fraction], list[str]]:
