@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/nvila generate --image src/nvila/data/sample.png --prompt "What is shown in this image?" --max-new-tokens 24
+	$(VENV)/bin/nvila generate --image src/nvila/resources/sample.png --prompt "What is shown in this image?" --max-new-tokens 24
 
 test: setup
 	$(PY) -m pytest -q
