@@ -85,3 +85,29 @@ def test_prompt_longer_than_the_model_limit(tiny):
             processor("Describe", [noise_image(64, 64)])
     finally:
         processor.config.text.model_max_length = limit
+
+
+def test_labels_cover_exactly_the_assistant_answers(tiny):
+    _, processor = tiny
+    messages = [
+        {"role": "user", "content": "<image>How many circles?"},
+        {"role": "assistant", "content": "three"},
+        {"role": "user", "content": "And squares?"},
+        {"role": "assistant", "content": "two squares"},
+    ]
+    sample = processor.encode_messages(messages, [noise_image(64, 64)])
+    assert len(sample.labels) == len(sample.input_ids)
+    labelled = [t for t, label in zip(sample.input_ids, sample.labels) if label != -100]
+    assert all(label in (-100, token) for token, label in zip(sample.input_ids, sample.labels))
+    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert processor.tokenizer.decode(labelled) == "three<|im_end|>two squares<|im_end|>"
+    assert labelled.count(im_end) == 2
+    assert processor.image_token_id in sample.input_ids and processor.image_token_id not in labelled
+
+
+def test_images_in_assistant_answers_are_refused(tiny):
+    _, processor = tiny
+    with pytest.raises(PromptError, match="assistant"):
+        processor.encode_messages(
+            [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "<image>"}], [noise_image(8, 8)]
+        )

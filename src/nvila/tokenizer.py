@@ -41,15 +41,35 @@ CHAT_TEMPLATE = (
 )
 
 
-def format_chat(messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-    """Render messages ({"role", "content"}) with the official template, without a template engine."""
-    parts = []
+def render_chat(
+    messages: list[dict[str, str]], add_generation_prompt: bool = True
+) -> tuple[str, list[tuple[int, int]]]:
+    """Render messages ({"role", "content"}) with the official template, without a template engine.
+
+    Returns the text and the character spans of every assistant answer, each including its `<|im_end|>`
+    (the tokens a model is trained to produce).
+    """
+    text = ""
+    spans = []
     if not messages or messages[0]["role"] != "system":
-        parts.append(f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n")
-    parts += [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages if m["content"] is not None]
+        text += f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
+    for m in messages:
+        if m["content"] is None:
+            continue
+        text += f"<|im_start|>{m['role']}\n"
+        start = len(text)
+        text += f"{m['content']}<|im_end|>"
+        if m["role"] == "assistant":
+            spans.append((start, len(text)))
+        text += "\n"
     if add_generation_prompt:
-        parts.append("<|im_start|>assistant\n")
-    return "".join(parts)
+        text += "<|im_start|>assistant\n"
+    return text, spans
+
+
+def format_chat(messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """The official chat text of `messages` (see `render_chat`)."""
+    return render_chat(messages, add_generation_prompt)[0]
 
 
 def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
