@@ -1,0 +1,111 @@
+"""Batches for training: padded rows, or rows packed with several samples (on-the-fly sequence packing).
+
+Packed rows restart `position_ids` at 0 for every sample and carry no attention mask: transformers then
+builds a block-diagonal causal mask from the position ids, so attention never crosses samples. The first
+token of every sample has no label, so no sample is trained to predict the next one's start.
+Shapes: b rows, l tokens per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from nvila.config import NVILAConfig
+from nvila.image_processing import normalize_tiles
+from nvila.model import IGNORE_INDEX, BlockSize
+from nvila.processing import EncodedSample
+
+
+@dataclass
+class TrainBatch:
+    """Model inputs and labels of one step; attention_mask is None for packed rows."""
+
+    input_ids: torch.Tensor  #: [b, l]
+    labels: torch.Tensor  #: [b, l], IGNORE_INDEX where no loss
+    attention_mask: torch.Tensor | None  #: [b, l] for padded rows
+    position_ids: torch.Tensor  #: [b, l]
+    pixel_values: torch.Tensor | None  #: [n, 3, s, s] tiles in token order
+    image_block_sizes: list[BlockSize]
+    n_samples: int
+
+    @property
+    def n_label_tokens(self) -> int:
+        return int((self.labels != IGNORE_INDEX).sum())
+
+    def model_kwargs(self, device: torch.device | str) -> dict:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return {
+            "input_ids": move(self.input_ids),
+            "labels": move(self.labels),
+            "attention_mask": move(self.attention_mask),
+            "position_ids": move(self.position_ids),
+            "pixel_values": move(self.pixel_values),
+            "image_block_sizes": self.image_block_sizes,
+        }
+
+
+def _media(samples: Sequence[EncodedSample], cfg: NVILAConfig) -> tuple[torch.Tensor | None, list[BlockSize]]:
+    tiles = [t for s in samples for t in s.tiles]
+    return (normalize_tiles(tiles, cfg) if tiles else None), [b for s in samples for b in s.block_sizes]
+
+
+def collate_padded(samples: Sequence[EncodedSample], pad_id: int, cfg: NVILAConfig) -> TrainBatch:
+    """One sample per row, right-padded to the longest."""
+    length = max(len(s.input_ids) for s in samples)
+    ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(samples), length), dtype=torch.long)
+    for row, s in enumerate(samples):
+        n = len(s.input_ids)
+        ids[row, :n] = torch.tensor(s.input_ids)
+        labels[row, :n] = torch.tensor(s.labels)
+        mask[row, :n] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    pixel_values, blocks = _media(samples, cfg)
+    return TrainBatch(ids, labels, mask, positions, pixel_values, blocks, len(samples))
+
+
+def pack_greedy(lengths: Sequence[int], max_length: int) -> list[list[int]]:
+    """Group sample indices into packs of total length <= max_length, first fit, keeping each pack in order."""
+    packs: list[list[int]] = []
+    room: list[int] = []
+    for index, n in enumerate(lengths):
+        if n > max_length:
+            raise ValueError(f"sample {index} has {n} tokens, more than max_length {max_length}")
+        for k, free in enumerate(room):
+            if n <= free:
+                packs[k].append(index)
+                room[k] -= n
+                break
+        else:
+            packs.append([index])
+            room.append(max_length - n)
+    return packs
+
+
+def collate_packed(packs: Sequence[Sequence[EncodedSample]], pad_id: int, cfg: NVILAConfig) -> TrainBatch:
+    """Several samples per row; rows padded to the longest with a padding 'sample' that has no labels."""
+    rows = []
+    for pack in packs:
+        ids, labels, positions = [], [], []
+        for s in pack:
+            ids += s.input_ids
+            labels += [IGNORE_INDEX] + s.labels[1:]
+            positions += list(range(len(s.input_ids)))
+        rows.append((ids, labels, positions))
+    length = max(len(r[0]) for r in rows)
+    out_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    out_labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    out_pos = torch.zeros((len(rows), length), dtype=torch.long)
+    for row, (ids, labels, positions) in enumerate(rows):
+        n = len(ids)
+        out_ids[row, :n] = torch.tensor(ids)
+        out_labels[row, :n] = torch.tensor(labels)
+        out_pos[row, :n] = torch.tensor(positions)
+        out_pos[row, n:] = torch.arange(length - n)  # padding forms its own isolated block
+    samples = [s for pack in packs for s in pack]
+    pixel_values, blocks = _media(samples, cfg)
+    return TrainBatch(out_ids, out_labels, None, out_pos, pixel_values, blocks, len(samples))

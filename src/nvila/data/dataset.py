@@ -1,0 +1,94 @@
+"""`ConversationDataset`: records -> tokenized samples, skipping (and counting) what cannot be used.
+
+Owns: loading a record's media through the processor, the over-length policy (truncate the text after the
+last media token, or skip), and counters of everything skipped, so a training run never crashes on one bad
+sample and its log says how many were dropped and why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nvila.data.records import Record
+from nvila.errors import MediaError, PromptError
+from nvila.processing import EncodedSample, NVILAProcessor
+
+log = logging.getLogger(__name__)
+OVERLONG_POLICIES = ("truncate", "skip")
+
+
+@dataclass
+class DatasetStats:
+    """Why samples were dropped or changed: reason -> count, with a few example ids per reason."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, record_id: str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(record_id)
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "no samples skipped or truncated"
+        return "; ".join(
+            f"{reason}: {n} (e.g. {', '.join(self.examples[reason])})" for reason, n in self.counts.items()
+        )
+
+
+class ConversationDataset:
+    """Map-style dataset; `dataset[i]` is an `EncodedSample`, or None when record i is unusable."""
+
+    def __init__(
+        self, records: Sequence[Record], processor: NVILAProcessor, max_length: int, overlong: str = "truncate"
+    ) -> None:
+        if overlong not in OVERLONG_POLICIES:
+            raise ValueError(f"overlong must be one of {OVERLONG_POLICIES}, got {overlong!r}")
+        self.records = list(records)
+        self.processor = processor
+        self.max_length = max_length
+        self.overlong = overlong
+        self.stats = DatasetStats()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> EncodedSample | None:
+        record = self.records[index]
+        missing = [str(p) for p in record.images + record.videos if not p.is_file()]
+        if missing:
+            self.stats.add("missing media file", record.id)
+            log.debug("%s: missing media %s", record.id, missing)
+            return None
+        if record.videos:
+            self.stats.add("video samples (no video support in this processor)", record.id)
+            return None
+        try:
+            sample = self.processor.encode_messages(record.messages, record.images)
+        except MediaError:
+            self.stats.add("unreadable media", record.id)
+            return None
+        except PromptError:
+            self.stats.add("placeholder / message error", record.id)
+            return None
+        return self._fit(sample, record.id)
+
+    def _fit(self, sample: EncodedSample, record_id: str) -> EncodedSample | None:
+        n = len(sample.input_ids)
+        if n <= self.max_length:
+            return sample
+        media_ids = {self.processor.config.image_token_id, self.processor.config.video_token_id}
+        last_media = max((i for i, t in enumerate(sample.input_ids) if t in media_ids), default=-1)
+        answer_left = any(label != -100 for label in sample.labels[: self.max_length])
+        if self.overlong == "skip" or last_media >= self.max_length or not answer_left:
+            self.stats.add(f"longer than max_length {self.max_length} (skipped)", record_id)
+            return None
+        self.stats.add(f"longer than max_length {self.max_length} (truncated)", record_id)
+        return EncodedSample(
+            sample.input_ids[: self.max_length], sample.labels[: self.max_length], sample.tiles, sample.block_sizes
+        )

@@ -1,0 +1,124 @@
+"""Records, dataset skipping, padding and packing (packed == padded, samples isolated)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nvila.data import ConversationDataset, collate_packed, collate_padded, pack_greedy, read_records
+from nvila.errors import ConfigError
+from nvila.geometry import image_tokens
+from tests.conftest import noise_image
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def qa(i, image=None, question="What is it?", answer="a cat"):
+    record = {"id": f"r{i}", "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]}
+    if image:
+        record["image"] = image
+    return record
+
+
+def test_read_records_json_and_jsonl(tmp_path):
+    write_jsonl(tmp_path / "d.jsonl", [qa(0, "a.png", "<image>\nQ?"), {**qa(1), "source": "other"}])
+    records = read_records(tmp_path / "d.jsonl")
+    assert [r.source for r in records] == ["d", "other"]
+    assert records[0].images == [tmp_path / "a.png"]
+    assert records[0].messages[0] == {"role": "user", "content": "<image>\nQ?"}
+    (tmp_path / "d.json").write_text(json.dumps([qa(0), qa(1)]))
+    assert len(read_records(tmp_path / "d.json")) == 2
+
+
+@pytest.mark.parametrize(
+    "lines,match",
+    [
+        (['{"id": 1, "conversations": []}'], r"d\.jsonl:1: 'conversations'"),
+        ([json.dumps(qa(0)), "{broken"], r"d\.jsonl:2: malformed JSON"),
+        ([json.dumps(qa(0, ["a.png"], "<image><image> Q"))], "2 <image> placeholder"),
+        ([json.dumps({"conversations": [{"from": "human", "value": "Q"}]})], "no assistant"),
+        ([json.dumps({"conversations": [{"from": "robot", "value": "Q"}]})], "turn 1 needs 'from'"),
+        (["", "  "], "empty"),
+    ],
+)
+def test_malformed_datasets(tmp_path, lines, match):
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=match):
+        read_records(tmp_path / "d.jsonl")
+
+
+def test_dataset_skips_and_counts(tmp_path, tiny_lite):
+    _, processor = tiny_lite  # a 64 px image is one 121-token tile
+    noise_image(64, 64).save(tmp_path / "ok.png")
+    (tmp_path / "bad.png").write_text("not an image")
+    records = [
+        qa(0, "ok.png", "<image>\nQ?"),
+        qa(1, "missing.png", "<image>\nQ?"),
+        qa(2, "bad.png", "<image>\nQ?"),
+        qa(3, None, "Q " * 400, "A"),  # too long, only text: truncation would drop the answer -> skipped
+        qa(4, None, "short question", "answer " * 400),  # too long: truncated, keeps part of the answer
+    ]
+    dataset = ConversationDataset(read_records(write_jsonl(tmp_path / "d.jsonl", records)), processor, max_length=300)
+    samples = [dataset[i] for i in range(len(dataset))]
+    assert samples[0] is not None and samples[1] is None and samples[2] is None and samples[3] is None
+    assert len(samples[4].input_ids) == 300 and any(label != -100 for label in samples[4].labels)
+    counts = dataset.stats.counts
+    assert counts["missing media file"] == 1 and counts["unreadable media"] == 1
+    assert counts["longer than max_length 300 (skipped)"] == 1 and counts["longer than max_length 300 (truncated)"] == 1
+    assert "r1" in dataset.stats.summary()
+
+
+def test_pack_greedy():
+    assert pack_greedy([5, 4, 3, 2, 6], 8) == [[0, 2], [1, 3], [4]]
+    with pytest.raises(ValueError):
+        pack_greedy([9], 8)
+
+
+def _samples(processor):
+    def chat(question, answer):
+        return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+    convs = [
+        (chat("<image>How many?", "three"), [noise_image(64, 64, 1)]),
+        (chat("Say hi", "hi there"), []),
+        (chat("<image>Colour?", "red"), [noise_image(900, 500, 2)]),
+    ]
+    return [processor.encode_messages(m, imgs) for m, imgs in convs]
+
+
+def test_packed_rows_match_separate_samples(tiny):
+    model, processor = tiny
+    samples = _samples(processor)
+    cfg = processor.config
+    packed = collate_packed([samples], processor.pad_token_id, cfg)
+    padded = collate_padded(samples, processor.pad_token_id, cfg)
+    assert packed.input_ids.shape[0] == 1 and packed.attention_mask is None
+    with torch.no_grad():
+        out_packed = model(**packed.model_kwargs("cpu"))
+        out_padded = model(**padded.model_kwargs("cpu"))
+    torch.testing.assert_close(out_packed.loss, out_padded.loss, rtol=1e-5, atol=1e-5)
+    start = 0
+    for row, s in enumerate(samples):  # every sample sees only itself: logits equal its own padded row
+        n = len(s.input_ids)
+        torch.testing.assert_close(
+            out_packed.logits[0, start : start + n], out_padded.logits[row, :n], rtol=1e-4, atol=1e-4
+        )
+        assert packed.position_ids[0, start] == 0
+        start += n
+
+
+def test_padded_batch_labels_and_mask(tiny):
+    _, processor = tiny
+    samples = _samples(processor)
+    batch = collate_padded(samples, processor.pad_token_id, processor.config)
+    assert batch.n_label_tokens == sum(sum(label != -100 for label in s.labels) for s in samples)
+    assert batch.attention_mask.sum() == sum(len(s.input_ids) for s in samples)
+    # each image is its prompt's only image: Dynamic-S2 tiles for both
+    tiles = [image_tokens(64, 64, processor.config).vit_tiles, image_tokens(900, 500, processor.config).vit_tiles]
+    assert batch.pixel_values.shape[0] == sum(tiles)
+    assert batch.image_block_sizes == [image_tokens(64, 64, processor.config).block_size, (3, 4)]
