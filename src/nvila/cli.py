@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -128,6 +129,26 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- nvila train ----------------------------------------------------------------------------------------
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", required=True, help="a YAML recipe (see recipes/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the recipe's output_dir")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. max_steps=20 optim.lr=1e-4"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train with a recipe; writes the model, resumable state, losses and TensorBoard logs to output_dir."""
+    from nvila.train import load_recipe, run_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    metrics = run_recipe(recipe, resume=args.resume)
+    if metrics and os.environ.get("RANK", "0") == "0":
+        print(f"{recipe.name}: final loss {metrics['loss']:.4f}; model written to {recipe.output_dir}/model")
+    return 0
+
+
 # ---- dispatch -------------------------------------------------------------------------------------------
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = [
@@ -139,6 +160,15 @@ COMMANDS: list[Command] = [
         "      --prompt '<image> vs <image>: what changed?' --stream",
         add_generate_args,
         run_generate,
+    ),
+    (
+        "train",
+        "train or fine-tune with a YAML recipe (one NVILA stage per recipe)\n\nexamples:\n"
+        "  nvila train --recipe recipes/tiny/1_projector.yaml\n"
+        "  nvila train --recipe recipes/tiny/1_projector.yaml --resume max_steps=200\n"
+        "  torchrun --nproc-per-node 8 -m nvila.cli train --recipe recipes/nvila-8b/4_image_sft.yaml",
+        add_train_args,
+        run_train,
     ),
     (
         "tokens",

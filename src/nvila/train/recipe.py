@@ -1,0 +1,150 @@
+"""Training recipes: typed, YAML-backed, with `key.sub=value` command-line overrides.
+
+A recipe says where the model comes from (a preset or the previous stage's checkpoint), which parts train,
+the optimiser and schedule, batch shape, precision and checkpointing. Unknown keys are errors that name
+the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nvila.errors import ConfigError
+
+
+@dataclass
+class ModelSpec:
+    """Where the weights come from: exactly one of `preset` (random init) or `checkpoint` (official layout)."""
+
+    preset: str | None = None
+    checkpoint: str | None = None
+    tokenizer: str | None = None  #: folder of a tokenizer for a preset (default: the built-in small one)
+    overrides: dict[str, Any] = field(default_factory=dict)  #: NVILAConfig fields changed on a preset
+    seed: int = 0
+
+
+@dataclass
+class DataSpec:
+    train: str = ""  #: a .jsonl / .json records file, or a mixture .yaml (sources with ratios)
+    media_root: str | None = None  #: default: the records file's folder
+    max_length: int = 4096  #: tokens per sample (packed row), visual tokens included
+    overlong: str = "truncate"  #: "truncate" (text after the last media token) or "skip"
+    packing: bool = True  #: pack several samples per row (no padding compute)
+
+
+@dataclass
+class TrainableSpec:
+    vision_tower: bool = False
+    mm_projector: bool = True
+    llm: bool = False
+
+
+@dataclass
+class OptimSpec:
+    lr: float = 1e-4  #: peak learning rate of the LLM and projector
+    vision_lr_ratio: float = 0.1  #: vision tower LR = lr * ratio (paper: 5-50x lower than the LLM)
+    weight_decay: float = 0.0  #: NVILA trains without weight decay
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_ratio: float = 0.03  #: linear warm-up over this fraction of the steps, then cosine to 0
+    grad_clip: float = 1.0  #: max global grad norm (0 disables)
+
+
+@dataclass
+class Recipe:
+    name: str = "run"
+    output_dir: str = "runs/run"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    trainable: TrainableSpec = field(default_factory=TrainableSpec)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    micro_batch_size: int = 8  #: samples per rank per forward
+    grad_accum: int = 1  #: micro-batches per optimiser step
+    max_steps: int = 100  #: length of the run (the LR schedule spans it)
+    stop_after: int | None = None  #: end this job at this step, resumable later (cluster time limits)
+    bf16: bool = False  #: bf16 autocast (CPU and GPU)
+    fp8: bool = False  #: FP8 linear layers via torchao (NVIDIA compute capability >= 8.9 only)
+    activation_checkpointing: bool = False  #: recompute activations in backward (less memory, ~30% slower)
+    save_every: int = 50  #: steps between resumable checkpoints
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"  #: "auto" (cuda if available), "cpu", "cuda"
+
+    def validate(self) -> None:
+        if (self.model.preset is None) == (self.model.checkpoint is None):
+            raise ConfigError("model: give exactly one of 'preset' or 'checkpoint'")
+        if not self.data.train:
+            raise ConfigError("data.train: the training records file is required")
+        checks = {
+            "micro_batch_size": self.micro_batch_size >= 1,
+            "grad_accum": self.grad_accum >= 1,
+            "max_steps": self.max_steps >= 1,
+            "stop_after": self.stop_after is None or 1 <= self.stop_after <= self.max_steps,
+            "save_every": self.save_every >= 1,
+            "log_every": self.log_every >= 1,
+            "optim.lr": self.optim.lr > 0,
+            "optim.vision_lr_ratio": self.optim.vision_lr_ratio > 0,
+            "optim.warmup_ratio": 0 <= self.optim.warmup_ratio < 1,
+            "optim.grad_clip": self.optim.grad_clip >= 0,
+            "data.max_length": self.data.max_length >= 16,
+            "data.overlong": self.data.overlong in ("truncate", "skip"),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"out-of-range recipe settings: {', '.join(bad)}")
+        if not any(dataclasses.asdict(self.trainable).values()):
+            raise ConfigError("trainable: nothing to train (vision_tower, mm_projector and llm are all false)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'recipe'} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown recipe keys: {', '.join(f'{where}{k}' for k in unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        nested = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
+        if nested is not None and dataclasses.is_dataclass(nested) and isinstance(value, dict):
+            kwargs[name] = _build(nested, value, f"{where}{name}.")
+        elif name == "betas":
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"override {dotted}: {key} is not a mapping")
+    tree[keys[-1]] = value
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read a YAML recipe and apply `key.sub=value` overrides (values parsed as YAML scalars)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: malformed YAML ({e})") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        _set(data, key.strip(), yaml.safe_load(raw))
+    recipe = _build(Recipe, data, "")
+    recipe.validate()
+    return recipe

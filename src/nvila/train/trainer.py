@@ -1,0 +1,301 @@
+"""The training recipe runner: setup, train, save, cleanup (one class, built from a `Recipe`).
+
+Loss: the mean next-token cross-entropy over every labelled token of the global batch (all micro-batches
+of the step on all ranks), so N processes with the same global batch give the same loss and gradients as
+one. Outputs under `output_dir`: `model/` (official layout, bf16), `state/` (resumable, full precision),
+`losses.jsonl`, TensorBoard events in `tb/`, and `recipe.yaml` (the resolved recipe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from nvila.checkpoint import load, save
+from nvila.config import NVILAConfig, from_name
+from nvila.data.collate import TrainBatch, collate_packed, collate_padded, pack_greedy
+from nvila.data.dataset import ConversationDataset
+from nvila.data.mixture import load_mixture
+from nvila.errors import ConfigError
+from nvila.factory import random_pretrained
+from nvila.model import IGNORE_INDEX
+from nvila.processing import EncodedSample
+from nvila.tokenizer import load_tokenizer
+from nvila.train.distributed import Dist, init_distributed, shard_model, shutdown
+from nvila.train.optim import apply_lr, build_optimizer, set_trainable
+from nvila.train.recipe import Recipe
+from nvila.train.state import Progress, find_state, load_state, save_state
+
+log = logging.getLogger(__name__)
+
+
+class SampleStream:
+    """Usable samples in the mixture's deterministic order; skips unusable records (counted by the dataset)."""
+
+    def __init__(self, dataset: ConversationDataset, order_fn, epoch: int = 0, offset: int = 0) -> None:
+        self.dataset, self.order_fn = dataset, order_fn
+        self.epoch, self.offset = epoch, offset
+        self.order = order_fn(epoch)
+
+    def take(self, n: int) -> list[EncodedSample]:
+        samples, misses = [], 0
+        while len(samples) < n:
+            if self.offset >= len(self.order):
+                self.epoch, self.offset = self.epoch + 1, 0
+                self.order = self.order_fn(self.epoch)
+            sample = self.dataset[self.order[self.offset]]
+            self.offset += 1
+            if sample is None:
+                misses += 1
+                if misses > 2 * len(self.dataset) + n:
+                    raise ConfigError(f"no usable samples in the dataset: {self.dataset.stats.summary()}")
+                continue
+            samples.append(sample)
+        return samples
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def _check_fp8(device: torch.device) -> None:
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+        raise ConfigError(
+            "fp8 training needs an NVIDIA GPU with compute capability >= 8.9 (Ada / Hopper); set fp8: false"
+        )
+    try:
+        import torchao.float8  # noqa: F401
+    except ImportError:
+        raise ConfigError("fp8 training needs torchao (pip install torchao); set fp8: false") from None
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum of next-token cross-entropies over labelled positions. logits [b, l, v], labels [b, l]."""
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, *, resume: bool = False) -> None:
+        self.recipe = recipe
+        self.resume = resume
+        self.out = Path(recipe.output_dir)
+
+    # ---- setup --------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        r = self.recipe
+        self.device = _resolve_device(r.device)
+        self.dist: Dist = init_distributed(self.device.type)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if r.fp8:
+            _check_fp8(self.device)
+        state_dir = find_state(self.out / "state")
+        if state_dir is not None and not self.resume:
+            raise ConfigError(
+                f"{self.out} already holds a run; pass --resume to continue it or choose another output_dir"
+            )
+        self.model, self.processor = self._build_model()
+        self.trainable = set_trainable(self.model, r.trainable)
+        if r.activation_checkpointing:
+            for hf_model in (self.model.llm, self.model.vision_tower.model):
+                hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if r.fp8:
+            from torchao.float8 import convert_to_float8_training
+
+            convert_to_float8_training(self.model.llm, module_filter_fn=lambda m, name: "lm_head" not in name)
+        self.model.to(self.device).train()
+        if self.dist.enabled:
+            shard_model(self.model, self.device)
+        self.optimizer = build_optimizer(self.model, r.optim)
+        mixture = load_mixture(r.data.train, r.data.media_root)
+        self.dataset = ConversationDataset(mixture.records, self.processor, r.data.max_length, r.data.overlong)
+        self.progress = Progress()
+        if state_dir is not None:
+            self._restore(state_dir)
+        self.stream = SampleStream(
+            self.dataset, lambda e: mixture.epoch_order(r.seed, e), self.progress.epoch, self.progress.offset
+        )
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "recipe.yaml").write_text(yaml.safe_dump(r.to_dict(), sort_keys=False))
+
+    def _build_model(self):
+        spec = self.recipe.model
+        if spec.checkpoint:
+            return load(spec.checkpoint)
+        base = from_name(spec.preset).to_dict()
+        for key, value in spec.overrides.items():
+            base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        cfg = NVILAConfig.from_dict(base)
+        tokenizer = load_tokenizer(spec.tokenizer) if spec.tokenizer else None
+        return random_pretrained(cfg, seed=spec.seed, tokenizer=tokenizer)
+
+    def _restore(self, folder: Path) -> None:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        weights, optim_state, self.progress = load_state(folder)
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(self.model, weights, options=options)
+        set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=options)
+        log.info("resumed from %s at step %d", folder, self.progress.step)
+
+    # ---- one step -----------------------------------------------------------------------------------
+    def _micro_batches(self) -> list[TrainBatch]:
+        r, d = self.recipe, self.dist
+        batches = []
+        for _ in range(r.grad_accum):
+            global_samples = self.stream.take(r.micro_batch_size * d.world)
+            mine = global_samples[d.rank :: d.world]
+            if r.data.packing:
+                packs = pack_greedy([len(s.input_ids) for s in mine], r.data.max_length)
+                batches.append(
+                    collate_packed(
+                        [[mine[i] for i in p] for p in packs], self.processor.pad_token_id, self.processor.config
+                    )
+                )
+            else:
+                batches.append(collate_padded(mine, self.processor.pad_token_id, self.processor.config))
+        return batches
+
+    def step(self) -> dict[str, float]:
+        r = self.recipe
+        factor = apply_lr(self.optimizer, self.progress.step, r.max_steps, r.optim.warmup_ratio)
+        batches = self._micro_batches()
+        global_tokens = self.dist.all_sum(sum(b.n_label_tokens for b in batches))
+        if global_tokens == 0:
+            raise ConfigError("a training step has no labelled tokens (are the answers empty?)")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if r.bf16 else contextlib.nullcontext()
+        loss_sum = 0.0
+        for batch in batches:
+            kwargs = batch.model_kwargs(self.device)
+            labels = kwargs.pop("labels")
+            with autocast:
+                logits = self.model(**kwargs).logits
+            loss = token_loss_sum(logits, labels)
+            # FSDP averages gradients over ranks: scale so the result is the global token mean
+            (loss * self.dist.world / global_tokens).backward()
+            loss_sum += float(loss.detach())
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, r.optim.grad_clip if r.optim.grad_clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.step += 1
+        self.progress.epoch, self.progress.offset = self.stream.epoch, self.stream.offset
+        self.progress.samples_seen += sum(b.n_samples for b in batches) * self.dist.world
+        tokens = self.dist.all_sum(sum(int(b.input_ids.numel()) for b in batches))
+        self.progress.tokens_seen += int(tokens)
+        return {
+            "loss": self.dist.all_sum(loss_sum) / global_tokens,
+            "lr": r.optim.lr * factor,
+            "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm),
+            "tokens": tokens,
+        }
+
+    # ---- loop ---------------------------------------------------------------------------------------
+    def train(self) -> dict[str, float]:
+        r = self.recipe
+        writer = None
+        if self.dist.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out / "tb"), purge_step=self.progress.step)
+            log.info("trainable parameters: %s", self.trainable)
+        losses_path = self.out / "losses.jsonl"
+        if self.dist.main and losses_path.exists():  # drop steps logged after the state we resumed from
+            kept = [
+                line for line in losses_path.read_text().splitlines() if json.loads(line)["step"] <= self.progress.step
+            ]
+            losses_path.write_text("".join(line + "\n" for line in kept))
+        bar = tqdm(total=r.max_steps, initial=self.progress.step, desc=r.name, disable=not self.dist.main, unit="step")
+        last: dict[str, float] = {}
+        end = r.max_steps if r.stop_after is None else r.stop_after
+        while self.progress.step < end:
+            start = time.perf_counter()
+            last = self.step()
+            last["tokens_per_s"] = last["tokens"] / (time.perf_counter() - start)
+            if self.dist.main:
+                for key, value in last.items():
+                    writer.add_scalar(f"train/{key}", value, self.progress.step)
+                with losses_path.open("a") as f:
+                    f.write(json.dumps({"step": self.progress.step, **last}) + "\n")
+                bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}")
+            bar.update(1)
+            if self.progress.step % r.save_every == 0 or self.progress.step == end:
+                self.save_state()
+        bar.close()
+        if writer is not None:
+            writer.close()
+        if self.dataset.stats.counts and self.dist.main:
+            log.warning("data: %s", self.dataset.stats.summary())
+        return last
+
+    # ---- saving -------------------------------------------------------------------------------------
+    def _full_states(self):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(self.model, options=options), get_optimizer_state_dict(
+            self.model, self.optimizer, options=options
+        )
+
+    def save_state(self) -> None:
+        weights, optim_state = self._full_states()
+        if self.dist.main:
+            save_state(self.out / "state", weights, optim_state, self.progress)
+        self.dist.barrier()
+
+    def save_model(self) -> Path:
+        """Export the trained model in the official layout to `output_dir/model`."""
+        weights, _ = self._full_states()
+        target = self.out / "model"
+        if self.dist.main:
+            export = self._export_copy(weights)
+            save(export, self.processor.tokenizer, target, overwrite=True)
+        self.dist.barrier()
+        return target
+
+    def _export_copy(self, weights):
+        from nvila.checkpoint import build_model
+
+        export = build_model(self.processor.config)
+        export.load_state_dict(weights, strict=False)
+        if self.processor.config.text.tie_word_embeddings:
+            export.llm.tie_weights()
+        return export
+
+    def cleanup(self) -> None:
+        shutdown(self.dist)
+
+
+def run_recipe(recipe: Recipe, *, resume: bool = False) -> dict[str, float]:
+    """Setup, train, export, cleanup; returns the last step's metrics."""
+    trainer = Trainer(recipe, resume=resume)
+    trainer.setup()
+    try:
+        metrics = trainer.train()
+        trainer.save_model()
+    finally:
+        trainer.cleanup()
+    return metrics

@@ -1,0 +1,91 @@
+"""The trainer through the real CLI: it learns, resumes exactly (also after SIGKILL), and 2 processes = 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import nvila
+from nvila.cli import main
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]
+    return {row["step"]: row["loss"] for row in rows}
+
+
+def test_training_lowers_the_loss_and_exports_a_loadable_model(make_recipe):
+    path = make_recipe("learn", max_steps=12)
+    assert main(["train", "--recipe", path]) == 0
+    run = Path(path).with_suffix("").parent / "learn"
+    curve = losses(run)
+    assert list(curve) == list(range(1, 13))
+    assert sum(curve[s] for s in (10, 11, 12)) / 3 < sum(curve[s] for s in (1, 2, 3)) / 3 - 0.5
+    model, processor = nvila.load(run / "model")
+    assert model.config.tile_size == 56
+    assert (run / "recipe.yaml").is_file() and any((run / "tb").iterdir())
+    assert main(["train", "--recipe", path]) == 1  # the run exists: refused without --resume
+
+
+def test_resume_continues_with_the_same_losses(make_recipe):
+    full = make_recipe("full", max_steps=6)
+    assert main(["train", "--recipe", full]) == 0
+    part = make_recipe("part", max_steps=6)
+    assert main(["train", "--recipe", part, "stop_after=3"]) == 0  # a job that ends at step 3 (state saved)
+    assert main(["train", "--recipe", part, "--resume"]) == 0
+    base = Path(full).parent
+    a, b = losses(base / "full"), losses(base / "part")
+    assert list(b) == list(range(1, 7))
+    for step in range(1, 7):
+        assert a[step] == pytest.approx(b[step], rel=1e-6)
+
+
+def test_sigkill_mid_run_then_resume_matches(make_recipe):
+    full = make_recipe("uninterrupted", max_steps=8, data__packing=False)
+    assert main(["train", "--recipe", full]) == 0
+    killed = make_recipe("killed", max_steps=8, data__packing=False)
+    run = Path(killed).parent / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "nvila.cli", "train", "--recipe", killed], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / "losses.jsonl").exists() and max(losses(run), default=0) >= 5:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (run / "state" / "trainer.json").is_file() or (run / "state.old" / "trainer.json").is_file()
+    assert main(["train", "--recipe", killed, "--resume"]) == 0
+    a, b = losses(Path(full).parent / "uninterrupted"), losses(run)
+    assert list(b) == list(range(1, 9))
+    for step in range(1, 9):
+        assert a[step] == pytest.approx(b[step], rel=1e-5), step
+
+
+def test_two_processes_match_one(make_recipe, tmp_path):
+    one = make_recipe("one", max_steps=3, micro_batch_size=4)
+    two = make_recipe("two", max_steps=3, micro_batch_size=2)
+    assert main(["train", "--recipe", one]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "nvila.cli", "train",
+         "--recipe", two],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    for step in (1, 2, 3):
+        assert a[step] == pytest.approx(b[step], rel=1e-5)
+
+
+def test_bad_data_is_a_clear_error(make_recipe, tmp_path, capsys):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}\n{oops\n')
+    assert main(["train", "--recipe", make_recipe("bad", data__train=str(broken))]) == 1
+    assert "broken.jsonl:2: malformed JSON" in capsys.readouterr().err
