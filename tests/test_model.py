@@ -100,3 +100,36 @@ def test_sampling_is_seeded_and_eos_stops(tiny):
         )
     )
     assert len(steps) == 1
+
+
+def test_video_tokens_are_pooled_frame_features(tiny):
+    model, processor = tiny
+    frames = [noise_image(64, 48, seed=i) for i in range(10)]
+    inputs = processor("What happens?", videos=[frames])
+    cfg = processor.config
+    pool = 4
+    model.config.video_pool_size, saved = pool, model.config.video_pool_size
+    try:
+        with torch.no_grad():
+            pooled = model.get_video_features(inputs.video_pixel_values, inputs.video_frame_counts)
+            per_frame = model.get_image_features(inputs.video_pixel_values, [None] * 10)
+    finally:
+        model.config.video_pool_size = saved
+    t = cfg.tokens_per_tile
+    per_frame = per_frame.reshape(10, t, -1)
+    expected = torch.cat([per_frame[0:4].mean(0), per_frame[4:8].mean(0), per_frame[8:10].mean(0)])
+    torch.testing.assert_close(pooled, expected)
+
+
+def test_mixed_image_and_video_batch(tiny):
+    model, processor = tiny
+    cfg = processor.config
+    inputs = processor(
+        ["<image> then <vila/video>: what changed?", "Describe the clip"],
+        images=[[noise_image(64, 64)], []],
+        videos=[[[noise_image(32, 32, seed=i) for i in range(3)]], [[noise_image(32, 32, seed=9)] * 5]],
+    )
+    assert int((inputs.input_ids == cfg.video_token_id).sum()) == cfg.tokens_per_tile * (3 + 5)  # no pooling
+    assert inputs.video_frame_counts == [3, 5]
+    steps = list(model.generate_tokens(**inputs.to_model_kwargs(), options=GenerationOptions(max_new_tokens=3)))
+    assert len(steps) == 3 and steps[0].shape == (2,)

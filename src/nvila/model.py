@@ -109,27 +109,60 @@ class NVILAForConditionalGeneration(nn.Module):
             out.append(tiles_to_map(item, rows, cols).flatten(1).T)  # [r*c*t, h] raster over the image
         return torch.cat(out)
 
+    def get_video_features(
+        self, pixel_values: torch.Tensor, frame_counts: Sequence[int], pool_size: int | None = None
+    ) -> torch.Tensor:
+        """Visual embeddings of videos, concatenated in order.
+
+        pixel_values: [f, 3, s, s] the frames of all videos (one tile each); frame_counts: frames per video.
+        Each video's [frames, t, h] projector output is averaged over groups of `pool_size` consecutive
+        frames (default: the config's; a shorter last group is averaged on its own).
+        Returns [sum of groups * t, h], frame-group major.
+        """
+        if sum(frame_counts) != pixel_values.shape[0]:
+            raise ValueError(f"frame counts sum to {sum(frame_counts)} but pixel_values holds {pixel_values.shape[0]}")
+        pool = self.config.video_pool_size if pool_size is None else pool_size
+        features = self.get_image_features(pixel_values, [None] * pixel_values.shape[0])
+        per_frame = features.reshape(pixel_values.shape[0], -1, features.shape[-1])  # [f, t, h]
+        out = []
+        for video in per_frame.split(list(frame_counts)):
+            groups = [g.mean(dim=0) for g in video.split(pool)]  # each [t, h]
+            out.append(torch.cat(groups))
+        return torch.cat(out)
+
+    def _scatter(
+        self, embeds: torch.Tensor, input_ids: torch.Tensor, token_id: int, features: torch.Tensor | None, kind: str
+    ) -> torch.Tensor:
+        mask = input_ids == token_id
+        n_positions = int(mask.sum())
+        n_features = 0 if features is None else features.shape[0]
+        if n_features != n_positions:
+            raise ValueError(
+                f"the prompt has {n_positions} {kind} token positions but the {kind}s give "
+                f"{n_features} visual embeddings"
+            )
+        if features is None:
+            return embeds
+        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+
     def embed(
         self,
         input_ids: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
         image_block_sizes: Sequence[BlockSize] | None = None,
+        video_pixel_values: torch.Tensor | None = None,
+        video_frame_counts: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """[b, l] ids -> [b, l, h] embeddings with every `<image>` position holding a visual embedding."""
+        """[b, l] ids -> [b, l, h] embeddings; `<image>` / `<vila/video>` positions hold visual embeddings."""
         embeds = self.llm.get_input_embeddings()(input_ids)
-        mask = input_ids == self.config.image_token_id
-        n_positions = int(mask.sum())
-        if pixel_values is None:
-            if n_positions:
-                raise ValueError(f"the prompt has {n_positions} image token positions but no pixel_values")
-            return embeds
-        features = self.get_image_features(pixel_values.to(self.device), image_block_sizes)
-        if features.shape[0] != n_positions:
-            raise ValueError(
-                f"the prompt has {n_positions} image token positions but the images give "
-                f"{features.shape[0]} visual embeddings"
-            )
-        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+        images = (
+            None if pixel_values is None else self.get_image_features(pixel_values.to(self.device), image_block_sizes)
+        )
+        embeds = self._scatter(embeds, input_ids, self.config.image_token_id, images, "image")
+        videos = None
+        if video_pixel_values is not None:
+            videos = self.get_video_features(video_pixel_values.to(self.device), video_frame_counts or [])
+        return self._scatter(embeds, input_ids, self.config.video_token_id, videos, "video")
 
     # ---- forward ------------------------------------------------------------------------------------
     def forward(
@@ -139,6 +172,8 @@ class NVILAForConditionalGeneration(nn.Module):
         position_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_block_sizes: Sequence[BlockSize] | None = None,
+        video_pixel_values: torch.Tensor | None = None,
+        video_frame_counts: Sequence[int] | None = None,
         labels: torch.Tensor | None = None,
         cache: DynamicCache | None = None,
         use_cache: bool = False,
@@ -147,10 +182,12 @@ class NVILAForConditionalGeneration(nn.Module):
         """Logits (and the mean next-token loss over labels != -100 when `labels` is given).
 
         input_ids, attention_mask, position_ids, labels: [b, l]; media positions never carry a loss.
+        Videos: all frames in `video_pixel_values` [f, 3, s, s], `video_frame_counts` frames per video.
         """
-        embeds = self.embed(input_ids, pixel_values, image_block_sizes)
+        embeds = self.embed(input_ids, pixel_values, image_block_sizes, video_pixel_values, video_frame_counts)
         if labels is not None:
-            labels = labels.masked_fill(input_ids == self.config.image_token_id, IGNORE_INDEX)
+            media = (input_ids == self.config.image_token_id) | (input_ids == self.config.video_token_id)
+            labels = labels.masked_fill(media, IGNORE_INDEX)
         return self.llm(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
@@ -169,6 +206,8 @@ class NVILAForConditionalGeneration(nn.Module):
         attention_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_block_sizes: Sequence[BlockSize] | None = None,
+        video_pixel_values: torch.Tensor | None = None,
+        video_frame_counts: Sequence[int] | None = None,
         options: GenerationOptions | None = None,
         eos_token_ids: Sequence[int] = (),
         pad_token_id: int = 0,
@@ -190,7 +229,7 @@ class NVILAForConditionalGeneration(nn.Module):
         eos = torch.tensor(list(eos_token_ids), device=device, dtype=torch.long)
         finished = torch.zeros(b, dtype=torch.bool, device=device)
 
-        embeds = self.embed(input_ids, pixel_values, image_block_sizes)  # [b, l, h]
+        embeds = self.embed(input_ids, pixel_values, image_block_sizes, video_pixel_values, video_frame_counts)
         cache = DynamicCache(config=self.llm.config) if options.use_cache else None
         step_embeds = embeds
         for _ in range(options.max_new_tokens):

@@ -7,20 +7,27 @@ with padding, and decoding. Does not own pixels-to-tiles details (`image_process
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
 from nvila.config import NVILAConfig
-from nvila.errors import PromptError
+from nvila.errors import MediaError, PromptError
+from nvila.geometry import video_tokens
 from nvila.image_io import ImageInput, load_image
 from nvila.image_processing import image_to_tiles, normalize_tiles
 from nvila.model import IGNORE_INDEX, BlockSize
-from nvila.prompt import IMAGE_TOKEN, place_images
+from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN, place_media
 from nvila.tokenizer import render_chat
+
+VideoInput = Any  #: a video path, a `video_io.VideoFrames`, or a sequence of frames (any `ImageInput`)
+MEDIA_PATTERN = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})")
 
 
 @dataclass
@@ -35,6 +42,8 @@ class ModelInputs:
     attention_mask: torch.Tensor
     pixel_values: torch.Tensor | None
     image_block_sizes: list[BlockSize]
+    video_pixel_values: torch.Tensor | None = None  #: [f, 3, s, s] frames of all videos
+    video_frame_counts: list[int] = field(default_factory=list)
 
     def to_model_kwargs(self) -> dict:
         return {
@@ -42,7 +51,18 @@ class ModelInputs:
             "attention_mask": self.attention_mask,
             "pixel_values": self.pixel_values,
             "image_block_sizes": self.image_block_sizes,
+            "video_pixel_values": self.video_pixel_values,
+            "video_frame_counts": self.video_frame_counts,
         }
+
+
+@dataclass
+class VideoClip:
+    """Sampled frames of one video and their times (seconds)."""
+
+    frames: list[Image.Image]
+    timestamps: list[float]
+    duration: float
 
 
 @dataclass
@@ -53,6 +73,23 @@ class EncodedSample:
     labels: list[int]
     tiles: list[Image.Image]
     block_sizes: list[BlockSize]
+    video_tiles: list[Image.Image] = field(default_factory=list)  #: one 448 resize per frame
+    video_frame_counts: list[int] = field(default_factory=list)
+    videos: list[VideoClip] = field(default_factory=list)
+
+
+def media_tensors(
+    samples: Sequence[EncodedSample], cfg: NVILAConfig
+) -> tuple[torch.Tensor | None, list[BlockSize], torch.Tensor | None, list[int]]:
+    """(pixel_values, image_block_sizes, video_pixel_values, video_frame_counts) of samples, in order."""
+    tiles = [t for s in samples for t in s.tiles]
+    frames = [t for s in samples for t in s.video_tiles]
+    return (
+        normalize_tiles(tiles, cfg) if tiles else None,
+        [b for s in samples for b in s.block_sizes],
+        normalize_tiles(frames, cfg) if frames else None,
+        [n for s in samples for n in s.video_frame_counts],
+    )
 
 
 class NVILAProcessor:
@@ -76,39 +113,37 @@ class NVILAProcessor:
         self,
         messages: Sequence[dict[str, str]],
         images: Sequence[ImageInput] = (),
+        videos: Sequence[VideoInput] = (),
         *,
         add_generation_prompt: bool = False,
     ) -> EncodedSample:
-        """Tokenize a conversation ({"role": "user" | "assistant" | "system", "content"}) with its images.
+        """Tokenize a conversation ({"role": "user" | "assistant" | "system", "content"}) with its media.
 
-        `<image>` placeholders may sit in any non-assistant message (none: the images go before the first
-        message's text). Labels hold the assistant answers (and their end token); everything else, media
-        included, is -100.
+        `<image>` / `<vila/video>` placeholders may sit in any non-assistant message (none: that kind of
+        media goes before the first message's text). Labels hold the assistant answers (and their end
+        token); everything else, media included, is -100.
         """
         pil_images = [load_image(image) for image in images]
+        clips = [self.load_video(video) for video in videos]
         roles = [m["role"] for m in messages]
-        texts = place_images([m["content"] for m in messages], len(pil_images))
+        texts = place_media([m["content"] for m in messages], len(pil_images), len(clips))
         for role, text in zip(roles, texts):
-            if role == "assistant" and IMAGE_TOKEN in text:
-                raise PromptError(f"an assistant answer contains {IMAGE_TOKEN}; images belong in user turns")
+            if role == "assistant" and (IMAGE_TOKEN in text or VIDEO_TOKEN in text):
+                raise PromptError("an assistant answer contains a media placeholder; media belong in user turns")
+        sample = EncodedSample([], [], [], [])
         single = len(pil_images) == 1
-        remaining = iter(pil_images)
-        tiles, block_sizes, per_placeholder = [], [], []
+        next_image, next_video = iter(pil_images), iter(clips)
+        per_placeholder: list[int] = []
         expanded = []
         for text in texts:
-            pieces = text.split(IMAGE_TOKEN)
+            pieces = MEDIA_PATTERN.split(text)
             out = pieces[0]
-            for piece in pieces[1:]:
-                image_tiles, tokens = image_to_tiles(next(remaining), self.config, single_image=single)
-                tiles += image_tiles
-                if self.config.dynamic_s2:
-                    block_sizes.append(tokens.block_size)
+            for token, piece in zip(pieces[1::2], pieces[2::2]):
+                if token == IMAGE_TOKEN:
+                    out += self._add_image(next(next_image), single, sample, per_placeholder)
                 else:
-                    block_sizes += [None] * tokens.vit_tiles
-                # dynamic tiling: one placeholder + newline per tile, as the official prompt builder writes it
-                out += (IMAGE_TOKEN + "\n") * tokens.placeholders if tokens.placeholders > 1 else IMAGE_TOKEN
+                    out += self._add_video(next(next_video), sample, per_placeholder)
                 out += piece
-                per_placeholder += [tokens.embeds_per_placeholder] * tokens.placeholders
             expanded.append(out)
         text, spans = render_chat(
             [{"role": r, "content": t} for r, t in zip(roles, expanded)], add_generation_prompt=add_generation_prompt
@@ -118,20 +153,57 @@ class NVILAProcessor:
             token if any(lo <= a and b <= hi for lo, hi in spans) else IGNORE_INDEX
             for token, (a, b) in zip(encoding.input_ids, encoding.offset_mapping)
         ]
-        ids, labels = self._expand(encoding.input_ids, labels, per_placeholder)
-        return EncodedSample(ids, labels, tiles, block_sizes)
+        sample.input_ids, sample.labels = self._expand(encoding.input_ids, labels, per_placeholder)
+        return sample
+
+    def _add_image(self, image: Image.Image, single: bool, sample: EncodedSample, counts: list[int]) -> str:
+        tiles, tokens = image_to_tiles(image, self.config, single_image=single)
+        sample.tiles += tiles
+        sample.block_sizes += [tokens.block_size] if self.config.dynamic_s2 else [None] * tokens.vit_tiles
+        counts += [tokens.embeds_per_placeholder] * tokens.placeholders
+        # dynamic tiling: one placeholder + newline per tile, as the official prompt builder writes it
+        return (IMAGE_TOKEN + "\n") * tokens.placeholders if tokens.placeholders > 1 else IMAGE_TOKEN
+
+    def _add_video(self, clip: VideoClip, sample: EncodedSample, counts: list[int]) -> str:
+        tokens = video_tokens(len(clip.frames), self.config)
+        sample.video_tiles += [image_to_tiles(f, self.config, single_image=False)[0][0] for f in clip.frames]
+        sample.video_frame_counts.append(len(clip.frames))
+        sample.videos.append(clip)
+        # one placeholder stands for every pooled frame group: t tokens + the media end after each group
+        counts.append(-tokens.pooled_frames)
+        return VIDEO_TOKEN
+
+    def load_video(self, video: VideoInput) -> VideoClip:
+        """A path (sampled with the config's frame count / fps), `VideoFrames`, or a list of frames."""
+        if isinstance(video, (str, os.PathLike)):
+            from nvila.video_io import load_video
+
+            decoded = load_video(video, self.config.num_video_frames, self.config.fps)
+            return VideoClip([load_image(f) for f in decoded.frames], list(decoded.timestamps), decoded.duration)
+        if hasattr(video, "frames") and hasattr(video, "timestamps"):
+            return VideoClip([load_image(f) for f in video.frames], list(video.timestamps), float(video.duration))
+        frames = [load_image(f) for f in video]
+        if not frames:
+            raise MediaError("a video needs at least one frame")
+        return VideoClip(frames, [float(i) for i in range(len(frames))], float(len(frames)))
 
     def _expand(self, ids: list[int], labels: list[int], per_placeholder: list[int]) -> tuple[list[int], list[int]]:
-        """Replace the k-th image token by per_placeholder[k] image tokens + the media-end ids (no labels)."""
+        """Replace the k-th media token by its embedding positions + media-end ids (no labels).
+
+        per_placeholder[k] > 0: that many image tokens, then the media end; < 0: -n pooled video frame
+        groups, each `tokens_per_tile` video tokens followed by the media end.
+        """
         out_ids: list[int] = []
         out_labels: list[int] = []
         counts = iter(per_placeholder)
+        media = {self.image_token_id, self.config.video_token_id}
         for token, label in zip(ids, labels):
-            if token == self.image_token_id:
+            if token in media:
                 n = next(counts, None)
-                if n is None:
-                    raise PromptError(f"the prompt text contains an extra {IMAGE_TOKEN} token")
-                span = [token] * n + self.media_end_ids
+                if n is None or (n < 0) != (token == self.config.video_token_id):
+                    raise PromptError("the prompt text contains an extra media placeholder token")
+                group = [token] * (n if n > 0 else self.config.tokens_per_tile) + self.media_end_ids
+                span = group if n > 0 else group * -n
                 out_ids += span
                 out_labels += [IGNORE_INDEX] * len(span)
             else:
@@ -152,30 +224,29 @@ class NVILAProcessor:
         self,
         prompts: str | Sequence[str],
         images: Sequence[ImageInput] | Sequence[Sequence[ImageInput]] | None = None,
+        videos: Sequence[VideoInput] | Sequence[Sequence[VideoInput]] | None = None,
         *,
         padding_side: str = "left",
     ) -> ModelInputs:
-        """Encode one prompt with its images, or a batch (prompts: list, images: one list per prompt).
+        """Encode one prompt with its media, or a batch (prompts: list; images, videos: one list per prompt).
 
         Each prompt becomes one user turn of the official chat format, followed by the assistant's
         generation prompt.
         """
         if isinstance(prompts, str):
-            prompts, images = [prompts], [list(images or [])]
-        elif images is None:
-            images = [[] for _ in prompts]
-        if len(images) != len(prompts):
-            raise PromptError(f"got {len(prompts)} prompts but {len(images)} image lists")
+            prompts, images, videos = [prompts], [list(images or [])], [list(videos or [])]
+        images = images if images is not None else [[] for _ in prompts]
+        videos = videos if videos is not None else [[] for _ in prompts]
+        if not len(images) == len(videos) == len(prompts):
+            raise PromptError(f"got {len(prompts)} prompts but {len(images)} image and {len(videos)} video lists")
         encoded = [
-            self.encode_messages([{"role": "user", "content": p}], imgs, add_generation_prompt=True)
-            for p, imgs in zip(prompts, images)
+            self.encode_messages([{"role": "user", "content": p}], imgs, vids, add_generation_prompt=True)
+            for p, imgs, vids in zip(prompts, images, videos)
         ]
         for sample in encoded:
             self.check_length(sample)
         input_ids, attention_mask = self.pad([e.input_ids for e in encoded], padding_side)
-        tiles = [t for e in encoded for t in e.tiles]
-        pixel_values = normalize_tiles(tiles, self.config) if tiles else None
-        return ModelInputs(input_ids, attention_mask, pixel_values, [b for e in encoded for b in e.block_sizes])
+        return ModelInputs(input_ids, attention_mask, *media_tensors(encoded, self.config))
 
     def pad(self, sequences: Sequence[Sequence[int]], padding_side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
         """Pad id lists to [b, l] with the pad id; returns (input_ids, attention_mask)."""

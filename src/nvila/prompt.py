@@ -13,29 +13,33 @@ IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<vila/video>"
 
 
-def place_images(texts: Sequence[str], n_images: int) -> list[str]:
-    """Check the `<image>` placeholders of a conversation's texts against its images.
+def place_media(texts: Sequence[str], n_images: int, n_videos: int = 0) -> list[str]:
+    """Check a conversation's `<image>` / `<vila/video>` placeholders against its media.
 
-    Texts without any placeholder get the images put before the first text (media first, as the official
-    code orders prompt parts). Raises `PromptError` for an empty text or a placeholder count other than 0 or
-    `n_images`.
+    A kind of media without any placeholder goes before the first text (images, then videos: media first,
+    as the official code orders prompt parts). Raises `PromptError` for an empty text or a placeholder count
+    other than 0 or the number of items.
     """
     if not texts:
         raise PromptError("the conversation is empty")
     for k, text in enumerate(texts):
         if not text or not text.strip():
             raise PromptError("the prompt is empty" if len(texts) == 1 else f"message {k + 1} is empty")
-    n_placeholders = sum(text.count(IMAGE_TOKEN) for text in texts)
-    if n_placeholders == 0:
-        return [IMAGE_TOKEN * n_images + texts[0], *texts[1:]]
-    if n_placeholders != n_images:
-        raise PromptError(
-            f"the prompt has {n_placeholders} {IMAGE_TOKEN} placeholder(s) but {n_images} image(s) were given; "
-            f"use one {IMAGE_TOKEN} per image, or none to put the images before the text"
-        )
-    return list(texts)
+    texts = list(texts)
+    prefix = ""
+    for token, n, kind in ((IMAGE_TOKEN, n_images, "image"), (VIDEO_TOKEN, n_videos, "video")):
+        n_placeholders = sum(text.count(token) for text in texts)
+        if n_placeholders == 0:
+            prefix += token * n
+        elif n_placeholders != n:
+            raise PromptError(
+                f"the prompt has {n_placeholders} {token} placeholder(s) but {n} {kind}(s) were given; "
+                f"use one {token} per {kind}, or none to put the {kind}s before the text"
+            )
+    texts[0] = prefix + texts[0]
+    return texts
 
 
-def user_turn(prompt: str, n_images: int) -> str:
-    """`place_images` for a single user prompt."""
-    return place_images([prompt], n_images)[0]
+def user_turn(prompt: str, n_images: int, n_videos: int = 0) -> str:
+    """`place_media` for a single user prompt."""
+    return place_media([prompt], n_images, n_videos)[0]

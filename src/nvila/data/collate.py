@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from nvila.config import NVILAConfig
-from nvila.image_processing import normalize_tiles
 from nvila.model import IGNORE_INDEX, BlockSize
-from nvila.processing import EncodedSample
+from nvila.processing import EncodedSample, media_tensors
 
 
 @dataclass
@@ -29,6 +28,8 @@ class TrainBatch:
     position_ids: torch.Tensor  #: [b, l]
     pixel_values: torch.Tensor | None  #: [n, 3, s, s] tiles in token order
     image_block_sizes: list[BlockSize]
+    video_pixel_values: torch.Tensor | None  #: [f, 3, s, s] video frames in token order
+    video_frame_counts: list[int]
     n_samples: int
 
     @property
@@ -44,12 +45,9 @@ class TrainBatch:
             "position_ids": move(self.position_ids),
             "pixel_values": move(self.pixel_values),
             "image_block_sizes": self.image_block_sizes,
+            "video_pixel_values": move(self.video_pixel_values),
+            "video_frame_counts": self.video_frame_counts,
         }
-
-
-def _media(samples: Sequence[EncodedSample], cfg: NVILAConfig) -> tuple[torch.Tensor | None, list[BlockSize]]:
-    tiles = [t for s in samples for t in s.tiles]
-    return (normalize_tiles(tiles, cfg) if tiles else None), [b for s in samples for b in s.block_sizes]
 
 
 def collate_padded(samples: Sequence[EncodedSample], pad_id: int, cfg: NVILAConfig) -> TrainBatch:
@@ -64,8 +62,7 @@ def collate_padded(samples: Sequence[EncodedSample], pad_id: int, cfg: NVILAConf
         labels[row, :n] = torch.tensor(s.labels)
         mask[row, :n] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    pixel_values, blocks = _media(samples, cfg)
-    return TrainBatch(ids, labels, mask, positions, pixel_values, blocks, len(samples))
+    return TrainBatch(ids, labels, mask, positions, *media_tensors(samples, cfg), n_samples=len(samples))
 
 
 def pack_greedy(lengths: Sequence[int], max_length: int) -> list[list[int]]:
@@ -107,5 +104,4 @@ def collate_packed(packs: Sequence[Sequence[EncodedSample]], pad_id: int, cfg: N
         out_pos[row, :n] = torch.tensor(positions)
         out_pos[row, n:] = torch.arange(length - n)  # padding forms its own isolated block
     samples = [s for pack in packs for s in pack]
-    pixel_values, blocks = _media(samples, cfg)
-    return TrainBatch(out_ids, out_labels, None, out_pos, pixel_values, blocks, len(samples))
+    return TrainBatch(out_ids, out_labels, None, out_pos, *media_tensors(samples, cfg), n_samples=len(samples))

@@ -65,11 +65,8 @@ class ConversationDataset:
             self.stats.add("missing media file", record.id)
             log.debug("%s: missing media %s", record.id, missing)
             return None
-        if record.videos:
-            self.stats.add("video samples (no video support in this processor)", record.id)
-            return None
         try:
-            sample = self.processor.encode_messages(record.messages, record.images)
+            sample = self.processor.encode_messages(record.messages, record.images, record.videos)
         except MediaError:
             self.stats.add("unreadable media", record.id)
             return None
