@@ -149,6 +149,28 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- nvila synth ----------------------------------------------------------------------------------------
+def add_synth_args(p: argparse.ArgumentParser) -> None:
+    from nvila.synth.writer import add_synth_args as add
+
+    add(p)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """Write a synthetic dataset (documents, charts, shapes, video events) with held-out splits."""
+    from nvila.synth.writer import run_synth as run
+
+    return run(args)
+
+
+SYNTH_HELP = (
+    "write a deterministic synthetic dataset (documents, charts, shapes, events)\n\nexamples:\n"
+    "  nvila synth --out data/synth\n"
+    "  nvila synth --out data/tiny --tasks shapes=5000,documents=5000 --image-size 64 --seed 1\n"
+    "  nvila synth --out data/video --tasks events=500 --video-size 64 --heldout events=50 --overwrite"
+)
+
+
 # ---- dispatch -------------------------------------------------------------------------------------------
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = [
@@ -170,6 +192,7 @@ COMMANDS: list[Command] = [
         add_train_args,
         run_train,
     ),
+    ("synth", SYNTH_HELP, add_synth_args, run_synth),
     (
         "tokens",
         "visual-token budget of an image or video from a preset's geometry\n\nexamples:\n"

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import nvila
 from nvila.cli import main
@@ -89,3 +90,21 @@ def test_bad_data_is_a_clear_error(make_recipe, tmp_path, capsys):
     broken.write_text('{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}\n{oops\n')
     assert main(["train", "--recipe", make_recipe("bad", data__train=str(broken))]) == 1
     assert "broken.jsonl:2: malformed JSON" in capsys.readouterr().err
+
+
+def test_vision_heads_pretrains_only_the_tower(make_recipe, tmp_path):
+    path = make_recipe("heads", objective="vision_heads", max_steps=15, optim__vision_lr_ratio=1.0,
+                       trainable={"vision_tower": True, "mm_projector": False, "llm": False})  # fmt: skip
+    assert main(["train", "--recipe", path]) == 0
+    curve = losses(tmp_path / "heads")
+    assert sum(curve[s] for s in (13, 14, 15)) < sum(curve[s] for s in (1, 2, 3)) - 0.3  # colours get learned
+    trained, _ = nvila.load(tmp_path / "heads" / "model")
+    initial, _ = nvila.random_pretrained(trained.config.replace(), seed=0)
+    tower_changed = any(
+        not torch.equal(a.to(torch.bfloat16), b.to(torch.bfloat16))
+        for a, b in zip(trained.vision_tower.parameters(), initial.vision_tower.parameters())
+    )
+    llm_same = all(
+        torch.equal(a, b.to(torch.bfloat16).float()) for a, b in zip(trained.llm.parameters(), initial.llm.parameters())
+    )
+    assert tower_changed and llm_same

@@ -26,10 +26,19 @@ def set_trainable(model: NVILAForConditionalGeneration, trainable: TrainableSpec
     return counts
 
 
-def param_groups(model: NVILAForConditionalGeneration, optim: OptimSpec) -> list[dict]:
-    """AdamW groups: the vision tower at lr * vision_lr_ratio, everything else at lr (trainable only)."""
+def param_groups(
+    model: NVILAForConditionalGeneration, optim: OptimSpec, extra: torch.nn.Module | None = None
+) -> list[dict]:
+    """AdamW groups: the vision tower at lr * vision_lr_ratio, everything else at lr (trainable only).
+
+    `extra` is a module wrapping the model's parts with new parameters of its own (e.g. pre-training heads);
+    its parameters outside the model join the lr group.
+    """
     vision = [p for p in model.vision_tower.parameters() if p.requires_grad]
     rest = [p for part in ("mm_projector", "llm") for p in getattr(model, part).parameters() if p.requires_grad]
+    if extra is not None:
+        known = {id(p) for p in model.parameters()}
+        rest += [p for p in extra.parameters() if p.requires_grad and id(p) not in known]
     groups = []
     if vision:
         groups.append({"name": "vision_tower", "params": vision, "base_lr": optim.lr * optim.vision_lr_ratio})
@@ -40,9 +49,11 @@ def param_groups(model: NVILAForConditionalGeneration, optim: OptimSpec) -> list
     return groups
 
 
-def build_optimizer(model: NVILAForConditionalGeneration, optim: OptimSpec) -> torch.optim.AdamW:
+def build_optimizer(
+    model: NVILAForConditionalGeneration, optim: OptimSpec, extra: torch.nn.Module | None = None
+) -> torch.optim.AdamW:
     return torch.optim.AdamW(
-        param_groups(model, optim), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, eps=1e-8
+        param_groups(model, optim, extra), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay, eps=1e-8
     )
 
 

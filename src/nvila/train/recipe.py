@@ -58,6 +58,8 @@ class OptimSpec:
 class Recipe:
     name: str = "run"
     output_dir: str = "runs/run"
+    #: "lm" (next-token loss on answers) or "vision_heads" (tower pre-training with answer classifiers)
+    objective: str = "lm"
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
     trainable: TrainableSpec = field(default_factory=TrainableSpec)
@@ -92,6 +94,7 @@ class Recipe:
             "optim.grad_clip": self.optim.grad_clip >= 0,
             "data.max_length": self.data.max_length >= 16,
             "data.overlong": self.data.overlong in ("truncate", "skip"),
+            "objective": self.objective in ("lm", "vision_heads"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -27,25 +27,25 @@ from nvila.data.mixture import load_mixture
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
 from nvila.model import IGNORE_INDEX
-from nvila.processing import EncodedSample
 from nvila.tokenizer import load_tokenizer
 from nvila.train.distributed import Dist, init_distributed, shard_model, shutdown
 from nvila.train.optim import apply_lr, build_optimizer, set_trainable
 from nvila.train.recipe import Recipe
 from nvila.train.state import Progress, find_state, load_state, save_state
+from nvila.train.vision_heads import HeadTargets, TowerWithHeads, head_batch
 
 log = logging.getLogger(__name__)
 
 
 class SampleStream:
-    """Usable samples in the mixture's deterministic order; skips unusable records (counted by the dataset)."""
+    """Items of `dataset` in a deterministic per-epoch order; skips unusable ones (None, counted by the dataset)."""
 
-    def __init__(self, dataset: ConversationDataset, order_fn, epoch: int = 0, offset: int = 0) -> None:
+    def __init__(self, dataset, order_fn, epoch: int = 0, offset: int = 0) -> None:
         self.dataset, self.order_fn = dataset, order_fn
         self.epoch, self.offset = epoch, offset
         self.order = order_fn(epoch)
 
-    def take(self, n: int) -> list[EncodedSample]:
+    def take(self, n: int) -> list:
         samples, misses = [], 0
         while len(samples) < n:
             if self.offset >= len(self.order):
@@ -56,7 +56,7 @@ class SampleStream:
             if sample is None:
                 misses += 1
                 if misses > 2 * len(self.dataset) + n:
-                    raise ConfigError(f"no usable samples in the dataset: {self.dataset.stats.summary()}")
+                    raise ConfigError(f"no usable samples in the dataset: {self.dataset.stats.summary()}")  # type: ignore
                 continue
             samples.append(sample)
         return samples
@@ -117,18 +117,30 @@ class Trainer:
             from torchao.float8 import convert_to_float8_training
 
             convert_to_float8_training(self.model.llm, module_filter_fn=lambda m, name: "lm_head" not in name)
-        self.model.to(self.device).train()
-        if self.dist.enabled:
-            shard_model(self.model, self.device)
-        self.optimizer = build_optimizer(self.model, r.optim)
         mixture = load_mixture(r.data.train, r.data.media_root)
         self.dataset = ConversationDataset(mixture.records, self.processor, r.data.max_length, r.data.overlong)
+        order = lambda e: mixture.epoch_order(r.seed, e)  # noqa: E731
+        self.module = self.model  # what the optimiser updates and the state saves
+        if r.objective == "vision_heads":
+            self.heads = HeadTargets(mixture.records)
+            self.module = TowerWithHeads(
+                self.model.vision_tower, self.model.config.vision.hidden_size,
+                len(self.heads.templates), len(self.heads.answers),
+            )  # fmt: skip
+            order = lambda e: torch.randperm(  # noqa: E731
+                len(self.heads.items), generator=torch.Generator().manual_seed(r.seed * 1_000_003 + e)
+            ).tolist()
+        self.module.to(self.device).train()
+        if self.dist.enabled:
+            shard_model(self.model, self.device)
+        self.optimizer = build_optimizer(
+            self.model, r.optim, extra=self.module if self.module is not self.model else None
+        )
         self.progress = Progress()
         if state_dir is not None:
             self._restore(state_dir)
-        self.stream = SampleStream(
-            self.dataset, lambda e: mixture.epoch_order(r.seed, e), self.progress.epoch, self.progress.offset
-        )
+        source = self.dataset if r.objective == "lm" else self.heads.items
+        self.stream = SampleStream(source, order, self.progress.epoch, self.progress.offset)
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "recipe.yaml").write_text(yaml.safe_dump(r.to_dict(), sort_keys=False))
@@ -153,57 +165,69 @@ class Trainer:
 
         weights, optim_state, self.progress = load_state(folder)
         options = StateDictOptions(full_state_dict=True, strict=False)
-        set_model_state_dict(self.model, weights, options=options)
-        set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=options)
+        set_model_state_dict(self.module, weights, options=options)
+        set_optimizer_state_dict(self.module, self.optimizer, optim_state, options=options)
         log.info("resumed from %s at step %d", folder, self.progress.step)
 
     # ---- one step -----------------------------------------------------------------------------------
-    def _micro_batches(self) -> list[TrainBatch]:
+    def _micro_batches(self) -> list:
         r, d = self.recipe, self.dist
         batches = []
         for _ in range(r.grad_accum):
-            global_samples = self.stream.take(r.micro_batch_size * d.world)
-            mine = global_samples[d.rank :: d.world]
-            if r.data.packing:
+            mine = self.stream.take(r.micro_batch_size * d.world)[d.rank :: d.world]
+            if r.objective == "vision_heads":
+                batches.append(head_batch(mine, self.processor))
+            elif r.data.packing:
                 packs = pack_greedy([len(s.input_ids) for s in mine], r.data.max_length)
-                batches.append(
-                    collate_packed(
-                        [[mine[i] for i in p] for p in packs], self.processor.pad_token_id, self.processor.config
-                    )
-                )
+                cfg, pad = self.processor.config, self.processor.pad_token_id
+                batches.append(collate_packed([[mine[i] for i in p] for p in packs], pad, cfg))
             else:
                 batches.append(collate_padded(mine, self.processor.pad_token_id, self.processor.config))
         return batches
+
+    def _loss_sum(self, batch) -> tuple[torch.Tensor, int]:
+        """(sum of per-token or per-item losses, input tokens) of one micro-batch."""
+        if self.recipe.objective == "vision_heads":
+            tiles, counts, templates, answers = batch
+            logits = self.module(tiles.to(self.device), counts, templates.to(self.device))
+            return F.cross_entropy(logits.float(), answers.to(self.device), reduction="sum"), int(tiles.shape[0])
+        kwargs = batch.model_kwargs(self.device)
+        labels = kwargs.pop("labels")
+        logits = self.model(**kwargs).logits
+        return token_loss_sum(logits, labels), int(batch.input_ids.numel())
+
+    @staticmethod
+    def _count(batch) -> int:
+        """Loss terms in a micro-batch: labelled tokens (LM) or items (vision heads)."""
+        return batch.n_label_tokens if isinstance(batch, TrainBatch) else int(batch[3].numel())
 
     def step(self) -> dict[str, float]:
         r = self.recipe
         factor = apply_lr(self.optimizer, self.progress.step, r.max_steps, r.optim.warmup_ratio)
         batches = self._micro_batches()
-        global_tokens = self.dist.all_sum(sum(b.n_label_tokens for b in batches))
-        if global_tokens == 0:
+        global_count = self.dist.all_sum(sum(self._count(b) for b in batches))
+        if global_count == 0:
             raise ConfigError("a training step has no labelled tokens (are the answers empty?)")
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if r.bf16 else contextlib.nullcontext()
-        loss_sum = 0.0
+        loss_sum, tokens = 0.0, 0
         for batch in batches:
-            kwargs = batch.model_kwargs(self.device)
-            labels = kwargs.pop("labels")
             with autocast:
-                logits = self.model(**kwargs).logits
-            loss = token_loss_sum(logits, labels)
-            # FSDP averages gradients over ranks: scale so the result is the global token mean
-            (loss * self.dist.world / global_tokens).backward()
+                loss, n_tokens = self._loss_sum(batch)
+            # FSDP averages gradients over ranks: scale so the result is the global mean
+            (loss * self.dist.world / global_count).backward()
             loss_sum += float(loss.detach())
-        params = [p for p in self.model.parameters() if p.requires_grad]
+            tokens += n_tokens
+        params = [p for p in self.module.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, r.optim.grad_clip if r.optim.grad_clip > 0 else float("inf"))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
         self.progress.epoch, self.progress.offset = self.stream.epoch, self.stream.offset
-        self.progress.samples_seen += sum(b.n_samples for b in batches) * self.dist.world
-        tokens = self.dist.all_sum(sum(int(b.input_ids.numel()) for b in batches))
-        self.progress.tokens_seen += int(tokens)
+        self.progress.samples_seen += r.micro_batch_size * r.grad_accum * self.dist.world
+        tokens = int(self.dist.all_sum(tokens))
+        self.progress.tokens_seen += tokens
         return {
-            "loss": self.dist.all_sum(loss_sum) / global_tokens,
+            "loss": self.dist.all_sum(loss_sum) / global_count,
             "lr": r.optim.lr * factor,
             "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm),
             "tokens": tokens,
@@ -248,7 +272,7 @@ class Trainer:
         return last
 
     # ---- saving -------------------------------------------------------------------------------------
-    def _full_states(self):
+    def _full_states(self, module: torch.nn.Module):
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_model_state_dict,
@@ -256,34 +280,32 @@ class Trainer:
         )
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(self.model, options=options), get_optimizer_state_dict(
-            self.model, self.optimizer, options=options
+        return get_model_state_dict(module, options=options), get_optimizer_state_dict(
+            self.module, self.optimizer, options=options
         )
 
     def save_state(self) -> None:
-        weights, optim_state = self._full_states()
+        weights, optim_state = self._full_states(self.module)
         if self.dist.main:
             save_state(self.out / "state", weights, optim_state, self.progress)
         self.dist.barrier()
 
     def save_model(self) -> Path:
         """Export the trained model in the official layout to `output_dir/model`."""
-        weights, _ = self._full_states()
+        from nvila.checkpoint import build_model
+
+        weights, _ = self._full_states(self.model)
         target = self.out / "model"
         if self.dist.main:
-            export = self._export_copy(weights)
+            export = build_model(self.processor.config, init=False)
+            missing, unexpected = export.load_state_dict(weights, strict=False)
+            if unexpected or set(missing) - {"llm.lm_head.weight"}:
+                raise RuntimeError(f"export mismatch: missing {missing}, unexpected {unexpected}")
+            if self.processor.config.text.tie_word_embeddings:
+                export.llm.tie_weights()
             save(export, self.processor.tokenizer, target, overwrite=True)
         self.dist.barrier()
         return target
-
-    def _export_copy(self, weights):
-        from nvila.checkpoint import build_model
-
-        export = build_model(self.processor.config)
-        export.load_state_dict(weights, strict=False)
-        if self.processor.config.text.tie_word_embeddings:
-            export.llm.tie_weights()
-        return export
 
     def cleanup(self) -> None:
         shutdown(self.dist)
