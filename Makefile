@@ -24,6 +24,7 @@ demo: setup
 	$(VENV)/bin/nvila generate --image src/nvila/resources/sample.png --prompt "What is shown in this image?" --max-new-tokens 24
 
 test: setup
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest -q
 
 lint: setup

@@ -171,6 +171,28 @@ SYNTH_HELP = (
 )
 
 
+# ---- nvila serve ----------------------------------------------------------------------------------------
+def add_serve_args(p: argparse.ArgumentParser) -> None:
+    from nvila.serve.cli import add_serve_args as add
+
+    add(p)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve a model over an OpenAI-compatible HTTP API with a web demo page."""
+    from nvila.serve.cli import run_serve as run
+
+    return run(args)
+
+
+SERVE_HELP = (
+    "serve a model over an OpenAI-compatible HTTP API (with a web demo at /)\n\nexamples:\n"
+    "  nvila serve\n"
+    "  nvila serve --model ckpt/ --host 0.0.0.0 --port 8000 --api-key secret\n"
+    "  nvila serve --allow-local-media /data/images --max-concurrent 8"
+)
+
+
 # ---- dispatch -------------------------------------------------------------------------------------------
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = [
@@ -192,6 +214,7 @@ COMMANDS: list[Command] = [
         add_train_args,
         run_train,
     ),
+    ("serve", SERVE_HELP, add_serve_args, run_serve),
     ("synth", SYNTH_HELP, add_synth_args, run_synth),
     (
         "tokens",
