@@ -6,7 +6,7 @@ import pytest
 
 from nvila.factory import sample_tokenizer
 from nvila.generation import GenerationOptions
-from nvila.pipeline import NVILAPipeline, _TextStream
+from nvila.pipeline import NVILAPipeline, TextStream
 from tests.conftest import noise_image
 
 TOKENIZER = sample_tokenizer()
@@ -17,8 +17,8 @@ def decode(ids):
     return TOKENIZER.decode(ids, skip_special_tokens=True)
 
 
-def feed(text: str, stop: list[str], eos_at_end: bool = False) -> tuple[list[str], _TextStream]:
-    stream = _TextStream(stop)
+def feed(text: str, stop: list[str], eos_at_end: bool = False) -> tuple[list[str], TextStream]:
+    stream = TextStream(stop)
     ids = TOKENIZER(text, add_special_tokens=False).input_ids + ([TOKENIZER.eos_token_id] if eos_at_end else [])
     deltas = [stream.push(i, EOS, decode) for i in ids]
     deltas.append(stream.finish(decode))

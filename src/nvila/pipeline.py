@@ -19,7 +19,7 @@ from nvila.processing import NVILAProcessor
 
 
 @dataclass
-class _TextStream:
+class TextStream:
     """Decoding state of one sequence: its tokens, how much text was emitted, whether it stopped."""
 
     stop: Sequence[str]
@@ -103,7 +103,7 @@ class NVILAPipeline:
         inputs = self.processor(list(prompts), images)
         eos = set(self.processor.eos_token_ids)
         decode = self.processor.decode
-        streams = [_TextStream(options.stop) for _ in prompts]
+        streams = [TextStream(options.stop) for _ in prompts]
         tokens = self.model.generate_tokens(
             **inputs.to_model_kwargs(),
             options=options,

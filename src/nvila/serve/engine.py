@@ -23,7 +23,7 @@ from nvila.errors import NVILAError, PromptError
 from nvila.generation import GenerationOptions
 from nvila.image_processing import normalize_tiles
 from nvila.model import NVILAForConditionalGeneration
-from nvila.pipeline import _TextStream
+from nvila.pipeline import TextStream
 from nvila.processing import NVILAProcessor
 
 log = logging.getLogger("nvila.serve")
@@ -93,7 +93,7 @@ def stream_conversation(
         eos_token_ids=processor.eos_token_ids,
         pad_token_id=processor.pad_token_id,
     )
-    stream, eos, produced = _TextStream(options.stop), set(processor.eos_token_ids), 0
+    stream, eos, produced = TextStream(options.stop), set(processor.eos_token_ids), 0
     try:
         for step in tokens:  # [1]
             produced += 1
