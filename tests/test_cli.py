@@ -127,3 +127,17 @@ def test_help_has_examples(capsys):
             main([command, "--help"])
         assert info.value.code == 0
         assert "examples:" in capsys.readouterr().out
+
+
+def test_generate_with_a_video(capsys, tmp_path):
+    from tests.test_video_io import write_video
+
+    video = write_video(tmp_path / "clip.mp4", 24)
+    code, out, err = run(capsys, "generate", "--video", str(video), "--frames", "4", "--prompt", "What happens?",
+                         "--max-new-tokens", "3")  # fmt: skip
+    assert code == 0 and out.strip(), err
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
+    code, out, err = run(capsys, "generate", "--video", str(tmp_path / "bad.mp4"), "--prompt", "What happens?")
+    assert code == 1 and out == "" and err.startswith("nvila generate: error:") and err.count("\n") == 1
+    code, _, err = run(capsys, "generate", "--video", str(video), "--fps", "0", "--prompt", "What?")
+    assert code == 1 and "--fps" in err

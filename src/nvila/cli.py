@@ -79,6 +79,9 @@ def run_tokens(args: argparse.Namespace) -> int:
 def add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="checkpoint folder in the official NVILA layout (default: the shipped model)")
     p.add_argument("--image", action="append", default=[], metavar="FILE", help="an image; repeat for several")
+    p.add_argument("--video", action="append", default=[], metavar="FILE", help="a video; repeat for several")
+    p.add_argument("--frames", type=positive_int, metavar="N", help="frames sampled per video (default: the model's)")
+    p.add_argument("--fps", type=float, metavar="F", help="sample videos at this rate, capped at --frames")
     p.add_argument("--prompt", required=True, help="the question; put <image> where each image goes (default: first)")
     p.add_argument("--max-new-tokens", type=positive_int, default=128, metavar="N")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
@@ -101,7 +104,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from nvila.prompt import user_turn
 
     images = [load_image(path) for path in args.image]  # fail on bad input before importing torch
-    user_turn(args.prompt, len(images))
+    user_turn(args.prompt, len(images), len(args.video))
+    if args.fps is not None and args.fps <= 0:
+        raise NVILAError(f"--fps must be > 0, got {args.fps}")
 
     from nvila.generation import GenerationOptions
     from nvila.pipeline import NVILAPipeline
@@ -119,14 +124,25 @@ def run_generate(args: argparse.Namespace) -> int:
             "%s has random weights: its answers are meaningless until a trained model is given", model_path.name
         )
     pipe = NVILAPipeline.from_pretrained(model_path, device=args.device, dtype=args.dtype)
+    videos = [_read_video(path, args, pipe.processor.config) for path in args.video]
     if args.stream:
-        for piece in pipe.stream(args.prompt, images, options):
+        for piece in pipe.stream(args.prompt, images, options, videos=videos):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
     else:
-        print(pipe.generate(args.prompt, images, options))
+        print(pipe.generate(args.prompt, images, options, videos=videos))
     return 0
+
+
+def _read_video(path: str, args: argparse.Namespace, cfg):
+    """Sample a video's frames with --frames / --fps or the model's defaults; notes go to the log."""
+    from nvila.video_io import load_video
+
+    clip = load_video(path, args.frames or cfg.num_video_frames, args.fps if args.fps is not None else cfg.fps)
+    for note in clip.notes:
+        log.warning("%s: %s", path, note)
+    return clip
 
 
 # ---- nvila train ----------------------------------------------------------------------------------------
@@ -200,6 +216,7 @@ COMMANDS: list[Command] = [
         "generate",
         "answer a prompt about images\n\nexamples:\n"
         "  nvila generate --image page.png --prompt 'What is the title?'\n"
+        "  nvila generate --video clip.mp4 --frames 32 --prompt 'When does the red circle appear?'\n"
         "  nvila generate --model ckpt/ --image a.png --image b.png \\\n"
         "      --prompt '<image> vs <image>: what changed?' --stream",
         add_generate_args,

@@ -15,7 +15,7 @@ import torch
 from nvila.generation import GenerationOptions
 from nvila.image_io import ImageInput
 from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import NVILAProcessor
+from nvila.processing import NVILAProcessor, VideoInput
 
 
 @dataclass
@@ -97,10 +97,11 @@ class NVILAPipeline:
         prompts: Sequence[str],
         images: Sequence[Sequence[ImageInput]] | None = None,
         options: GenerationOptions | None = None,
+        videos: Sequence[Sequence[VideoInput]] | None = None,
     ) -> Iterator[list[str]]:
         """Yield, per step, the new text of every prompt ("" where nothing new is safe to show yet)."""
         options = options or GenerationOptions()
-        inputs = self.processor(list(prompts), images)
+        inputs = self.processor(list(prompts), images, videos)
         eos = set(self.processor.eos_token_ids)
         decode = self.processor.decode
         streams = [TextStream(options.stop) for _ in prompts]
@@ -122,10 +123,14 @@ class NVILAPipeline:
             yield tail
 
     def stream(
-        self, prompt: str, images: Sequence[ImageInput] = (), options: GenerationOptions | None = None
+        self,
+        prompt: str,
+        images: Sequence[ImageInput] = (),
+        options: GenerationOptions | None = None,
+        videos: Sequence[VideoInput] = (),
     ) -> Iterator[str]:
         """Yield the answer to one prompt piece by piece, as soon as each piece is final."""
-        for deltas in self.stream_batch([prompt], [list(images)], options):
+        for deltas in self.stream_batch([prompt], [list(images)], options, [list(videos)]):
             if deltas[0]:
                 yield deltas[0]
 
@@ -134,13 +139,20 @@ class NVILAPipeline:
         prompts: Sequence[str],
         images: Sequence[Sequence[ImageInput]] | None = None,
         options: GenerationOptions | None = None,
+        videos: Sequence[Sequence[VideoInput]] | None = None,
     ) -> list[str]:
         """Answers to several prompts decoded together (left-padded batch), stripped of outer whitespace."""
         answers = ["" for _ in prompts]
-        for deltas in self.stream_batch(prompts, images, options):
+        for deltas in self.stream_batch(prompts, images, options, videos):
             answers = [a + d for a, d in zip(answers, deltas)]
         return [a.strip() for a in answers]
 
-    def generate(self, prompt: str, images: Sequence[ImageInput] = (), options: GenerationOptions | None = None) -> str:
-        """The answer to one prompt."""
-        return self.generate_batch([prompt], [list(images)], options)[0]
+    def generate(
+        self,
+        prompt: str,
+        images: Sequence[ImageInput] = (),
+        options: GenerationOptions | None = None,
+        videos: Sequence[VideoInput] = (),
+    ) -> str:
+        """The answer to one prompt about its images and videos."""
+        return self.generate_batch([prompt], [list(images)], options, [list(videos)])[0]

@@ -18,8 +18,8 @@ included, repeats kept); both cover the whole video.
 
 Decoding never holds more than three decoded frames plus the chosen ones: it decodes forward to each time and
 seeks (to the keyframe before the time) only when the container's index shows a keyframe between the current
-position and the time, i.e. when seeking skips decoding work. Without an index it seeks when the gap exceeds
-`SEEK_MIN_GAP_S` and the longest keyframe interval seen so far.
+position and the time, at least `SEEK_MIN_SKIP_FRAMES` ahead, i.e. when seeking skips decoding work. Without an
+index it seeks when the gap exceeds `SEEK_MIN_GAP_S` and the longest keyframe interval seen so far.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import numbers
 import os
 import re
 import struct
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 #: Videos with a side longer than this are refused before decoding.
 MAX_VIDEO_SIDE = 8192
+#: Seek only when that skips decoding at least this many frames: a seek (flushing the threaded decoder) costs
+#: about as much CPU as decoding ~30 frames (720p h264, benchmarks/video_sampling.py).
+SEEK_MIN_SKIP_FRAMES = 32
 #: Without a keyframe index, seek only when the next time is at least this far ahead (seconds).
 SEEK_MIN_GAP_S = 2.0
 #: A video whose truncated end lies more than this before a sample time is refused as truncated (seconds).
@@ -53,10 +57,9 @@ TRUNCATION_TOLERANCE_S = 1.0
 #: Give up as undecodable when more than this fraction of the packets read fail to decode (after a few).
 MAX_CORRUPT_FRACTION = 0.5
 #: A seek that lands after its time is retried this many times, each twice as far back, then decoding restarts
-#: from the beginning (demuxers without an index, e.g. MPEG-TS, land near a time, not on the keyframe before it).
+#: from the beginning. Demuxers without an index (e.g. MPEG-TS) land near a time, not on the keyframe before
+#: it; FFmpeg's decoders then drop the frames up to the next keyframe, which can lie past the time.
 MAX_SEEK_RETRIES = 3
-#: After a seek, packets before the first keyframe are dropped (they cannot decode), up to this many.
-MAX_SKIPPED_PACKETS = 1000
 #: The duration is read from the packets of this many last seconds (seconds).
 PROBE_TAIL_S = 5
 STRATEGIES = ("auto", "seek", "sequential")
@@ -94,7 +97,7 @@ def load_video(path: str | os.PathLike, num_frames: int, fps: float = 0.0, *, st
     changes how the same frames are reached; the non-default values exist for benchmarks and tests.
     """
     _check_request(num_frames, fps, strategy)
-    path = _check_path(path)
+    num_frames, fps, path = int(num_frames), float(fps), _check_path(path)
     with _open(path) as container:
         stream = _video_stream(container, path)
         duration = _duration(path, _declared_duration(stream))
@@ -114,9 +117,9 @@ def load_video(path: str | os.PathLike, num_frames: int, fps: float = 0.0, *, st
 
 
 def _check_request(num_frames: int, fps: float, strategy: str) -> None:
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+    if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral) or num_frames < 1:
         raise MediaError(f"num_frames must be an integer >= 1; got {num_frames!r}")
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps < 0:
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or fps < 0:
         raise MediaError(f"fps must be a finite number >= 0 (0 = uniform sampling); got {fps!r}")
     if strategy not in STRATEGIES:
         raise MediaError(f"unknown decoding strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -285,7 +288,6 @@ class _Sampler:
         self.prev = self.ahead = self.last = None  # `last`: the latest frame decoded, for truncated ends
         self.eof = False
         self.sought = False  # decoding starts from a seek (not from the beginning of the stream)
-        self.skipping = 0  # after a seek: packets dropped so far while waiting for a keyframe; -1 when done
         self.frames = self._decode()
         self.reformatter = VideoReformatter()
 
@@ -335,15 +337,17 @@ class _Sampler:
                 self.prev = frame
                 continue
             self.ahead = frame
-            if self.prev is not None or not self.sought:
-                return self.prev or frame  # no prev without a seek: the time precedes the first frame
+            if self.prev is not None:
+                return self.prev
+            if not self.sought:
+                return frame  # decoding from the beginning: the time precedes the first frame
             misses += 1  # the seek landed after the target
             if not self._seek_back(target, misses):
                 return frame
             self.prev = None
 
     def _at_end(self, target: Fraction):
-        frame = self.prev or self.last
+        frame = self.prev if self.prev is not None else self.last
         if frame is None:
             raise MediaError(
                 f"{self.path}: no decodable video frames ({self.packets} packets read, {self.corrupt_packets} "
@@ -352,8 +356,8 @@ class _Sampler:
         end = _pts(frame) + (frame.duration or self.frame_ticks)
         if self.prev is None or float((target - end) * self.time_base) > TRUNCATION_TOLERANCE_S:
             raise MediaError(
-                f"{self.path}: video data ends at {float((end - self.start) * self.time_base):.2f} s but the file "
-                f"declares {float(self.duration):.2f} s; it looks truncated"
+                f"{self.path}: decodable video ends at {float((end - self.start) * self.time_base):.2f} s of "
+                f"{float(self.duration):.2f} s; the file looks truncated or damaged at the end"
             )
         return frame
 
@@ -378,8 +382,6 @@ class _Sampler:
             except av.error.FFmpegError as e:  # a demuxer error mid-file: treat as the end of the data
                 logger.debug("%s: stopped reading at packet %d (%s)", self.path, self.packets, e)
                 break
-            if self._skip(packet):
-                continue
             self._track(packet)
             try:
                 yield from packet.decode()
@@ -392,16 +394,6 @@ class _Sampler:
                         "the stream is too damaged to use"
                     ) from None
         self.eof = True
-
-    def _skip(self, packet) -> bool:
-        """Drop the packets before the first keyframe after a seek (demuxers without an index land anywhere)."""
-        if self.skipping < 0 or not self.sought:
-            return False
-        if packet.size and not packet.is_keyframe and self.skipping < MAX_SKIPPED_PACKETS:
-            self.skipping += 1
-            return True
-        self.skipping = -1
-        return False
 
     def _track(self, packet) -> None:
         if packet.size == 0:
@@ -426,8 +418,9 @@ class _Sampler:
         if self.strategy == "seek":
             return self.pos is None or target > self.pos
         entries = self.stream.index_entries
-        if len(entries) > 1:  # exact: seek iff a keyframe lies between the decoder's position and the target
-            return _keyframe_between(entries, self.pos, target - self.index_shift)
+        if len(entries) > 1:  # exact: seek iff a keyframe lies far enough between the position and the target
+            floor = None if self.pos is None else self.pos + SEEK_MIN_SKIP_FRAMES * self.frame_ticks
+            return _keyframe_between(entries, floor, target - self.index_shift)
         gap = target - (self.start if self.pos is None else self.pos)
         return float(gap * self.time_base) > SEEK_MIN_GAP_S and gap > self.keyframe_gap
 
@@ -450,7 +443,7 @@ class _Sampler:
             self.strategy = "sequential"
             return False
         self.seeks += 1
-        self.sought, self.skipping = True, 0
+        self.sought, self.eof = True, False
         self.frames.close()
         self.frames = self._decode()
         self.ahead = None
@@ -469,14 +462,14 @@ def _pts(frame) -> int:
     return frame.pts if frame.pts is not None else (frame.dts or 0)
 
 
-def _keyframe_between(entries, pos: int | None, target: Fraction) -> bool:
-    """Whether the index holds a keyframe with timestamp in (pos, target] (but the first, when pos is None).
+def _keyframe_between(entries, floor: int | None, target: Fraction) -> bool:
+    """Whether the index holds a keyframe with timestamp in (floor, target] (but the first, when floor is None).
 
-    Walks back from the target only as far as `pos`, so over a whole sampling pass the walk touches each index
-    entry about once.
+    Walks back from the target only as far as `floor`, so over a whole sampling pass the walk touches each
+    index entry about once.
     """
     i = bisect.bisect_right(entries, target, key=lambda e: e.timestamp) - 1
-    floor = entries[0].timestamp if pos is None else pos  # no seek to the very first keyframe
+    floor = entries[0].timestamp if floor is None else floor  # no seek to the very first keyframe
     while i >= 0 and entries[i].timestamp > floor:
         if entries[i].is_keyframe:
             return True
