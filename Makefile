@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 		$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q "torch>=2.4,<3"; \
 	fi
 	$(PY) -m pip install -q -e ".[dev]"
+	# lmms-eval's plugin API only (its full install needs torchvision, which cannot sit beside CPU torch)
+	$(PY) -m pip install -q --no-deps "lmms-eval==0.7.3" && $(PY) -m pip install -q pytz loguru \
+		|| echo "note: lmms-eval not installed; its plugin tests will skip"
 	touch $(STAMP)
 
 demo: setup

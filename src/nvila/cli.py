@@ -201,12 +201,33 @@ def run_serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+EVAL_HELP = (
+    "score a model on a benchmark, resumably, with a report and plot\n\nexamples:\n"
+    "  nvila eval --benchmark synth --data data/synth-suite\n"
+    "  nvila eval --model ckpt/ --benchmark docvqa --data ~/bench/docvqa --limit 500 --batch-size 8\n"
+    "  nvila eval --compare runs/eval-a runs/eval-b"
+)
+
 SERVE_HELP = (
     "serve a model over an OpenAI-compatible HTTP API (with a web demo at /)\n\nexamples:\n"
     "  nvila serve\n"
     "  nvila serve --model ckpt/ --host 0.0.0.0 --port 8000 --api-key secret\n"
     "  nvila serve --allow-local-media /data/images --max-concurrent 8"
 )
+
+
+# ---- nvila eval -----------------------------------------------------------------------------------------
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    from nvila.eval.cli import add_eval_args as add
+
+    add(p)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Score a model on a benchmark (or compare two result folders)."""
+    from nvila.eval.cli import run_eval as run
+
+    return run(args)
 
 
 # ---- dispatch -------------------------------------------------------------------------------------------
@@ -231,6 +252,7 @@ COMMANDS: list[Command] = [
         add_train_args,
         run_train,
     ),
+    ("eval", EVAL_HELP, add_eval_args, run_eval),
     ("serve", SERVE_HELP, add_serve_args, run_serve),
     ("synth", SYNTH_HELP, add_synth_args, run_synth),
     (

@@ -1,0 +1,307 @@
+"""Running a benchmark: batched generation, per-sample scores appended as they come, resume, the summary.
+
+An output folder holds:
+    run.json            the settings that produced the predictions (a rerun with other settings is refused)
+    predictions.jsonl   one scored sample a line, appended batch by batch; a rerun skips the ids already there
+    summary.json        scores overall, per sub-task (and per template), no-answer counts, baselines, settings
+    report.md, scores.png
+
+Owns: the loop, the files above and the aggregation. Does not own reading benchmarks (`loaders`), prompts and
+scorers (`benchmarks`), or the report's text and plots (`report`). The model is reached through a `Generate`
+function, so tests (and other backends) can stand in for `NVILAPipeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from nvila.errors import ConfigError
+from nvila.eval.benchmarks import Benchmark, get_benchmark
+from nvila.eval.loaders import EvalSample
+from nvila.eval.metrics import localization_metrics
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "run.json"
+
+#: (prompts, images per prompt, videos per prompt) -> one output text per prompt
+Generate = Callable[[list[str], list[list[Any]], list[list[Any]]], list[str]]
+
+
+@dataclass
+class EvalSettings:
+    """What `nvila eval` was asked to do."""
+
+    benchmark: str
+    data: str
+    out: str
+    model: str
+    limit: int | None = None  #: the first N samples only
+    batch_size: int = 8
+    max_new_tokens: int | None = None  #: None: the benchmark's default
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+
+
+# ---- the model ------------------------------------------------------------------------------------------------
+def pipeline_generator(pipe: Any, max_new_tokens: int) -> Generate:
+    """A `Generate` on an `NVILAPipeline`: greedy decoding of at most `max_new_tokens` tokens."""
+    from nvila.generation import GenerationOptions
+
+    options = GenerationOptions(max_new_tokens=max_new_tokens)
+    return lambda prompts, images, videos: pipe.generate_batch(prompts, images, options, videos=videos)
+
+
+def load_pipeline_generator(settings: EvalSettings, max_new_tokens: int) -> Generate:
+    """Load the checkpoint at `settings.model` and wrap it as a `Generate`."""
+    from nvila.pipeline import NVILAPipeline
+
+    if "untrained" in Path(settings.model).name:
+        log.warning("%s has random weights: its scores are chance level", Path(settings.model).name)
+    pipe = NVILAPipeline.from_pretrained(settings.model, device=settings.device, dtype=settings.dtype)
+    return pipeline_generator(pipe, max_new_tokens)
+
+
+# ---- files --------------------------------------------------------------------------------------------------
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_predictions(path: Path) -> dict[str, dict]:
+    """id -> scored record of a predictions.jsonl; a last line cut short by an interrupted run is dropped."""
+    if not path.exists():
+        return {}
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        keep = raw.rfind(b"\n") + 1
+        log.warning("%s: dropping an incomplete last line (an interrupted run); its sample will be rerun", path)
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+        raw = raw[:keep]
+    records = {}
+    for n, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+                records[str(record["id"])] = record
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ConfigError(f"{path}: line {n} is not a prediction record; delete it to rerun") from None
+    return records
+
+
+def _check_run(out: Path, run: dict) -> None:
+    """Refuse to mix predictions of different settings in one folder; then record these settings."""
+    path = out / RUN
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        changed = [k for k in ("benchmark", "model", "data", "max_new_tokens", "prompt") if old.get(k) != run[k]]
+        if changed:
+            raise ConfigError(
+                f"{out} holds predictions made with another {', '.join(changed)} "
+                f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use another --out or delete it"
+            )
+    write_atomic(path, json.dumps(run, indent=2) + "\n")
+
+
+def _media_labels(items: list[Any]) -> list[str]:
+    return [os.fspath(x) if isinstance(x, (str, os.PathLike)) else "<inline bytes>" for x in items]
+
+
+# ---- the loop -----------------------------------------------------------------------------------------------
+def score_record(benchmark: Benchmark, sample: EvalSample, prompt: str, output: str) -> dict:
+    """The predictions.jsonl line of one sample."""
+    score = benchmark.score(output, sample)
+    record = {
+        "id": sample.id,
+        "task": sample.task,
+        "prompt": prompt,
+        "images": _media_labels(sample.images),
+        "videos": _media_labels(sample.videos),
+        "answers": sample.answers,
+        "output": output,
+        "answer": score.answer,
+        "score": score.value,
+        "no_answer": score.answer is None,
+    }
+    if "template" in sample.meta:
+        record["template"] = sample.meta["template"]
+    if score.gold_interval is not None:
+        record["interval"] = list(score.interval) if score.interval else None
+        record["gold_interval"] = list(score.gold_interval)
+    return record
+
+
+def run_benchmark(
+    settings: EvalSettings,
+    load_generate: Callable[[EvalSettings, int], Generate] = load_pipeline_generator,
+    progress: bool | None = None,
+) -> dict:
+    """Evaluate, resuming from the output folder; returns the summary (also written with the report).
+
+    `load_generate(settings, max_new_tokens)` is called only when some sample still needs an answer.
+    """
+    from nvila.eval.report import write_report
+
+    benchmark = get_benchmark(settings.benchmark)
+    samples = benchmark.load(Path(settings.data))
+    if not samples:
+        raise ConfigError(f"{benchmark.name}: {settings.data} holds no samples")
+    samples = samples[: settings.limit] if settings.limit else samples
+    max_new_tokens = settings.max_new_tokens or benchmark.max_new_tokens
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = benchmark.describe_data(Path(settings.data)) if benchmark.describe_data else {}
+    run = {
+        "benchmark": benchmark.name,
+        "model": str(settings.model),
+        # ids repeat across data sets (e.g. two synth seeds): the data's identity, else its place
+        "data": dataset.get("content_hash") or str(Path(settings.data).resolve()),
+        "max_new_tokens": max_new_tokens,
+        "prompt": benchmark.prompt,
+    }
+    _check_run(out, run)
+    done = read_predictions(out / PREDICTIONS)
+    todo = [s for s in samples if s.id not in done]
+    if todo:
+        generate = load_generate(settings, max_new_tokens)
+        done.update(_answer(benchmark, todo, generate, out / PREDICTIONS, settings.batch_size, len(samples), progress))
+    records = [done[s.id] for s in samples]
+    summary = summarize(benchmark, samples, records, settings, max_new_tokens, dataset)
+    write_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    write_report(summary, out)
+    return summary
+
+
+def _answer(
+    benchmark: Benchmark,
+    todo: list[EvalSample],
+    generate: Generate,
+    path: Path,
+    batch_size: int,
+    total: int,
+    progress: bool | None,
+) -> dict[str, dict]:
+    """Generate, score and append `todo` batch by batch; returns id -> record of the new predictions."""
+    new: dict[str, dict] = {}
+    bar = tqdm(
+        total=total,
+        initial=total - len(todo),
+        unit="q",
+        desc=f"nvila eval {benchmark.name}",
+        disable=None if progress is None else not progress,
+    )
+    with bar, open(path, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            prompts = [benchmark.format_prompt(s) for s in batch]
+            outputs = generate(prompts, [list(s.images) for s in batch], [list(s.videos) for s in batch])
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"the model returned {len(outputs)} answers for {len(batch)} prompts")
+            for sample, prompt, output in zip(batch, prompts, outputs):
+                record = score_record(benchmark, sample, prompt, output)
+                f.write(json.dumps(record) + "\n")
+                new[sample.id] = record
+            f.flush()
+            bar.update(len(batch))
+    return new
+
+
+# ---- the summary ----------------------------------------------------------------------------------------------
+def _scores(records: list[dict]) -> dict:
+    return {
+        "score": statistics.fmean(r["score"] for r in records),
+        "count": len(records),
+        "no_answer": sum(bool(r["no_answer"]) for r in records),
+    }
+
+
+def _grouped(records: list[dict], key: str) -> dict[str, dict]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r.get(key) or ""].append(r)
+    return {name: _scores(group) for name, group in sorted(groups.items())}
+
+
+def summarize(
+    benchmark: Benchmark,
+    samples: list[EvalSample],
+    records: list[dict],
+    settings: EvalSettings,
+    max_new_tokens: int,
+    dataset: dict,
+) -> dict:
+    """Scores overall (mean over samples), per sub-task (and their mean), per template, localization metrics,
+    the benchmark's baseline, the model and the settings."""
+    tasks = _grouped(records, "task") if any(r["task"] for r in records) else {}
+    summary: dict[str, Any] = {
+        "benchmark": benchmark.name,
+        "description": benchmark.description,
+        "metric": benchmark.metric,
+        **_scores(records),
+        "macro_score": statistics.fmean(t["score"] for t in tasks.values()) if tasks else None,
+        "tasks": tasks,
+    }
+    if any("template" in r for r in records):
+        summary["templates"] = _grouped(records, "template")
+    located = [r for r in records if "gold_interval" in r]
+    if located:
+        preds = [tuple(r["interval"]) if r["interval"] else None for r in located]
+        summary["localization"] = {
+            **localization_metrics(preds, [tuple(r["gold_interval"]) for r in located]),
+            "count": len(located),
+        }
+    if benchmark.baseline is not None:
+        baseline = benchmark.baseline(Path(settings.data), samples)
+        counted = {name: t["count"] for name, t in tasks.items() if name in baseline}
+        if counted:  # over all evaluated samples, each task weighted by its sample count
+            baseline["all"] = sum(baseline[n] * c for n, c in counted.items()) / sum(counted.values())
+        summary["majority_baseline"] = baseline
+    summary.update(
+        model=str(settings.model),
+        data=str(settings.data),
+        dataset=dataset,
+        settings={**asdict(settings), "max_new_tokens": max_new_tokens, "prompt": benchmark.prompt},
+        versions=_versions(),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return summary
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("nvila", "torch", "transformers"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
