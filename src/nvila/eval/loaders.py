@@ -28,6 +28,7 @@ from typing import Any
 
 from nvila.errors import ConfigError
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
+from nvila.temporal import parse_interval
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 VIDEO_SUFFIXES = (".mp4", ".MP4", ".mkv", ".webm", ".avi", ".mov")
@@ -366,25 +367,6 @@ def _find_video(stem: str, folders: list[Path], path: Path, index: int) -> Path:
 
 
 # ---- temporal localization ----------------------------------------------------------------------------------
-_TAGGED = re.compile(r"<(\d+(?:\.\d+)?|\.\d+)>")
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)")
-
-
-def parse_interval(text: str, duration: float | None = None) -> tuple[float, float] | None:
-    """(start, end) seconds from a model answer or an annotation; None when it names fewer than two times.
-
-    LITA's "<12.5> ... <30.0>" tags win when there are two; else the first two numbers ("12.5 - 30.0
-    seconds", "from 12.5 s to 30 s"). Times are clamped to [0, duration] and ordered, as LITA's parser does.
-    """
-    found = _TAGGED.findall(text)
-    if len(found) < 2:
-        found = _NUMBER.findall(text)
-    if len(found) < 2:
-        return None
-    times = [float(t) for t in found[:2]]
-    if duration is not None:
-        times = [min(max(t, 0.0), duration) for t in times]
-    return min(times), max(times)
 
 
 def load_activitynet_rtl(data: Path) -> list[EvalSample]:
