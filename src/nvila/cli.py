@@ -230,6 +230,28 @@ def run_eval(args: argparse.Namespace) -> int:
     return run(args)
 
 
+# ---- nvila bench ----------------------------------------------------------------------------------------
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    from nvila.bench.cli import add_bench_args as add
+
+    add(p)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Compare NVILA's visual pipeline with peer VLMs (random weights, same LLM) and write a report."""
+    from nvila.bench.cli import run_bench as run
+
+    return run(args)
+
+
+BENCH_HELP = (
+    "side-by-side speed / token / memory comparison with Qwen2-VL, LLaVA-OneVision, InternVL\n\nexamples:\n"
+    "  nvila bench --size small --out docs/performance.md\n"
+    "  nvila bench --size full --cases images --repeats 5      # on a GPU: adds roofline fractions\n"
+    "  nvila bench --from-json docs/performance/results.json --out docs/performance.md"
+)
+
+
 # ---- dispatch -------------------------------------------------------------------------------------------
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = [
@@ -252,6 +274,7 @@ COMMANDS: list[Command] = [
         add_train_args,
         run_train,
     ),
+    ("bench", BENCH_HELP, add_bench_args, run_bench),
     ("eval", EVAL_HELP, add_eval_args, run_eval),
     ("serve", SERVE_HELP, add_serve_args, run_serve),
     ("synth", SYNTH_HELP, add_synth_args, run_synth),

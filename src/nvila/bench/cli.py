@@ -1,0 +1,139 @@
+"""`nvila bench`: its arguments and command function; the work is done in `runner` and `report`.
+
+`add_bench_args(parser)` and `run_bench(args) -> int` plug into the `nvila` command table. Bad usage
+(unknown model or case set) fails in argparse with exit code 2; a failed job raises `NVILAError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from nvila.bench import CASE_SETS, MODEL_NAMES, SIZES
+from nvila.errors import ConfigError
+
+log = logging.getLogger("nvila.bench")
+
+DESCRIPTION = """\
+side-by-side performance of NVILA's visual pipeline against peer VLMs (random weights, one process,
+the same Qwen2 text config for every model)
+
+examples:
+  nvila bench --size small                      # CPU, minutes: writes docs/performance.md + plots
+  nvila bench --size small --cases images --models nvila,qwen2-vl --repeats 5
+  nvila bench --size full --device cuda         # real 2B/8B-class widths in bf16, with % of GPU peak
+  nvila bench --from-json results.json --out docs/performance.md   # re-render a saved run"""
+
+
+def model_list(text: str) -> list[str]:
+    """'nvila,qwen2-vl' -> ['nvila', 'qwen2-vl'], refusing names that are unknown or not installed."""
+    from nvila.bench.peers import available_models
+
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"give at least one model from: {', '.join(MODEL_NAMES)}")
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODEL_NAMES)}")
+    missing = [n for n in names if n not in available_models()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"{', '.join(missing)}: not in this transformers version; upgrade it")
+    return list(dict.fromkeys(names))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    if not p.description:
+        p.description = DESCRIPTION
+    p.add_argument(
+        "--size", choices=SIZES, default="small", help="small: CPU widths, real geometry (default); full: GPU, bf16"
+    )
+    p.add_argument(
+        "--models",
+        type=model_list,
+        default=None,
+        metavar="M1,M2",
+        help=f"comma-separated from {', '.join(MODEL_NAMES)}",
+    )
+    p.add_argument("--cases", choices=CASE_SETS, default="all", help="images, videos or all (default)")
+    p.add_argument("--repeats", type=_positive, default=3, metavar="N", help="timed runs after a warm-up (default 3)")
+    p.add_argument("--decode-tokens", type=_positive, default=16, metavar="N", help="tokens timed for decode")
+    p.add_argument(
+        "--max-frames", type=_positive, default=None, metavar="N", help="skip longer videos (default: 64, full: 256)"
+    )
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: float32, full: bfloat16)")
+    p.add_argument("--threads", type=_positive, default=None, metavar="N", help="CPU threads for torch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("docs/performance.md"), help="markdown report; plots go next to it")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also save the raw results as JSON")
+    p.add_argument("--from-json", type=Path, default=None, metavar="PATH", help="only re-render a saved run")
+
+
+def _command_line(args: argparse.Namespace, models: list[str], max_frames: int) -> str:
+    parts = ["nvila bench", f"--size {args.size}", f"--cases {args.cases}", f"--models {','.join(models)}"]
+    parts += [f"--repeats {args.repeats}", f"--decode-tokens {args.decode_tokens}", f"--max-frames {max_frames}"]
+    if args.threads:
+        parts.append(f"--threads {args.threads}")
+    return " ".join([*parts, f"--out {args.out}"])
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Measure the models on the cases, write the report and plots, print the ratios against Qwen2-VL."""
+    import torch
+
+    from nvila.bench.peers import available_models
+    from nvila.bench.report import peak_table, summary_text, write_report
+    from nvila.bench.runner import BenchResult, cases_for, run_bench_cases
+    from nvila.checkpoint import resolve_device, resolve_dtype
+
+    if args.from_json is not None:
+        try:
+            result = BenchResult.from_json(args.from_json.read_text())
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"cannot read bench results from {args.from_json}: {e}") from None
+        written = write_report(result, args.out, result.settings.get("command", ""))
+        print("\n".join(f"wrote {path}" for path in written))
+        return 0
+    models = args.models or available_models()
+    device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = resolve_dtype(args.dtype or ("bfloat16" if args.size == "full" else "float32"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.size == "full" and device.type == "cpu":
+        log.warning("--size full builds 8B-class models; on a CPU this takes hours and tens of GB per model")
+    max_frames = args.max_frames or (256 if args.size == "full" else 64)
+    cases, notes = cases_for(args.cases, max_frames)
+    command = _command_line(args, models, max_frames)
+    result = run_bench_cases(
+        models,
+        cases,
+        size=args.size,
+        device=device,
+        dtype=dtype,
+        repeats=args.repeats,
+        decode_tokens=args.decode_tokens,
+        seed=args.seed,
+        notes=notes,
+    )
+    result.settings["command"] = command
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(result.to_json())
+    written = write_report(result, args.out, command)
+    print(summary_text(result))
+    peak = peak_table(result)  # only on a GPU of the peak table
+    if peak:
+        print("\n".join(peak))
+    print("\n".join(f"wrote {path}" for path in written))
+    return 0
