@@ -7,6 +7,7 @@ Exit codes: 0 success, 2 bad usage (argparse), 1 a failed job, reported as one l
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -165,40 +166,12 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- nvila synth ----------------------------------------------------------------------------------------
-def add_synth_args(p: argparse.ArgumentParser) -> None:
-    from nvila.synth.writer import add_synth_args as add
-
-    add(p)
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    """Write a synthetic dataset (documents, charts, shapes, video events) with held-out splits."""
-    from nvila.synth.writer import run_synth as run
-
-    return run(args)
-
-
 SYNTH_HELP = (
     "write a deterministic synthetic dataset (documents, charts, shapes, events)\n\nexamples:\n"
     "  nvila synth --out data/synth\n"
     "  nvila synth --out data/tiny --tasks shapes=5000,documents=5000 --image-size 64 --seed 1\n"
     "  nvila synth --out data/video --tasks events=500 --video-size 64 --heldout events=50 --overwrite"
 )
-
-
-# ---- nvila serve ----------------------------------------------------------------------------------------
-def add_serve_args(p: argparse.ArgumentParser) -> None:
-    from nvila.serve.cli import add_serve_args as add
-
-    add(p)
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """Serve a model over an OpenAI-compatible HTTP API with a web demo page."""
-    from nvila.serve.cli import run_serve as run
-
-    return run(args)
 
 
 EVAL_HELP = (
@@ -216,34 +189,6 @@ SERVE_HELP = (
 )
 
 
-# ---- nvila eval -----------------------------------------------------------------------------------------
-def add_eval_args(p: argparse.ArgumentParser) -> None:
-    from nvila.eval.cli import add_eval_args as add
-
-    add(p)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """Score a model on a benchmark (or compare two result folders)."""
-    from nvila.eval.cli import run_eval as run
-
-    return run(args)
-
-
-# ---- nvila bench ----------------------------------------------------------------------------------------
-def add_bench_args(p: argparse.ArgumentParser) -> None:
-    from nvila.bench.cli import add_bench_args as add
-
-    add(p)
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    """Compare NVILA's visual pipeline with peer VLMs (random weights, same LLM) and write a report."""
-    from nvila.bench.cli import run_bench as run
-
-    return run(args)
-
-
 BENCH_HELP = (
     "side-by-side speed / token / memory comparison with Qwen2-VL, LLaVA-OneVision, InternVL\n\nexamples:\n"
     "  nvila bench --size small --out docs/performance.md\n"
@@ -252,7 +197,17 @@ BENCH_HELP = (
 )
 
 
-# ---- dispatch -------------------------------------------------------------------------------------------
+# ---- dispatch ----
+def lazy(module: str, name: str) -> Callable:
+    """A function that imports `module` and calls its `name` only when it is called (keeps startup light)."""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: list[Command] = [
     (
@@ -274,10 +229,10 @@ COMMANDS: list[Command] = [
         add_train_args,
         run_train,
     ),
-    ("bench", BENCH_HELP, add_bench_args, run_bench),
-    ("eval", EVAL_HELP, add_eval_args, run_eval),
-    ("serve", SERVE_HELP, add_serve_args, run_serve),
-    ("synth", SYNTH_HELP, add_synth_args, run_synth),
+    ("bench", BENCH_HELP, lazy("nvila.bench.cli", "add_bench_args"), lazy("nvila.bench.cli", "run_bench")),
+    ("eval", EVAL_HELP, lazy("nvila.eval.cli", "add_eval_args"), lazy("nvila.eval.cli", "run_eval")),
+    ("serve", SERVE_HELP, lazy("nvila.serve.cli", "add_serve_args"), lazy("nvila.serve.cli", "run_serve")),
+    ("synth", SYNTH_HELP, lazy("nvila.synth.writer", "add_synth_args"), lazy("nvila.synth.writer", "run_synth")),
     (
         "tokens",
         "visual-token budget of an image or video from a preset's geometry\n\nexamples:\n"
