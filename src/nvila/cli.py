@@ -197,6 +197,10 @@ BENCH_HELP = (
 )
 
 
+from nvila.finetune.cli import HELP as FINETUNE_HELP  # noqa: E402  (help texts only: no torch)
+from nvila.prune.cli import HELP as PRUNE_HELP  # noqa: E402
+
+
 # ---- dispatch ----
 def lazy(module: str, name: str) -> Callable:
     """A function that imports `module` and calls its `name` only when it is called (keeps startup light)."""
@@ -209,6 +213,13 @@ def lazy(module: str, name: str) -> Callable:
 
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+
+def packaged(name: str, module: str, help_text: str) -> Command:
+    """A sub-command whose `add_<name>_args` / `run_<name>` live in `module` (imported when used)."""
+    return name, help_text, lazy(module, f"add_{name}_args"), lazy(module, f"run_{name}")
+
+
 COMMANDS: list[Command] = [
     (
         "generate",
@@ -231,6 +242,13 @@ COMMANDS: list[Command] = [
     ),
     ("bench", BENCH_HELP, lazy("nvila.bench.cli", "add_bench_args"), lazy("nvila.bench.cli", "run_bench")),
     ("eval", EVAL_HELP, lazy("nvila.eval.cli", "add_eval_args"), lazy("nvila.eval.cli", "run_eval")),
+    (
+        "finetune",
+        FINETUNE_HELP,
+        lazy("nvila.finetune.cli", "add_finetune_args"),
+        lazy("nvila.finetune.cli", "run_finetune"),
+    ),
+    ("prune", PRUNE_HELP, lazy("nvila.prune.cli", "add_prune_args"), lazy("nvila.prune.cli", "run_prune")),
     ("serve", SERVE_HELP, lazy("nvila.serve.cli", "add_serve_args"), lazy("nvila.serve.cli", "run_serve")),
     ("synth", SYNTH_HELP, lazy("nvila.synth.writer", "add_synth_args"), lazy("nvila.synth.writer", "run_synth")),
     (

@@ -143,6 +143,11 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: malformed YAML ({e})") from None
+    return recipe_from_dict(data, overrides)
+
+
+def recipe_from_dict(data: dict[str, Any], overrides: list[str] = ()) -> Recipe:
+    """A validated `Recipe` from a (YAML-shaped) mapping and `key.sub=value` overrides; `data` is changed."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")

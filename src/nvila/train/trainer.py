@@ -109,7 +109,7 @@ class Trainer:
                 f"{self.out} already holds a run; pass --resume to continue it or choose another output_dir"
             )
         self.model, self.processor = self._build_model()
-        self.trainable = set_trainable(self.model, r.trainable)
+        self.trainable = self.prepare_model()
         if r.activation_checkpointing:
             for hf_model in (self.model.llm, self.model.vision_tower.model):
                 hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -155,6 +155,13 @@ class Trainer:
         cfg = NVILAConfig.from_dict(base)
         tokenizer = load_tokenizer(spec.tokenizer) if spec.tokenizer else None
         return random_pretrained(cfg, seed=spec.seed, tokenizer=tokenizer)
+
+    def prepare_model(self) -> dict[str, int]:
+        """Choose what trains, before the optimiser exists; returns trainable parameter counts per part.
+
+        The hook for subclasses that wrap the model first (adapters, quantized layers: `nvila.finetune`).
+        """
+        return set_trainable(self.model, self.recipe.trainable)
 
     def _restore(self, folder: Path) -> None:
         from torch.distributed.checkpoint.state_dict import (
