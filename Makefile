@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/nvila generate --image src/nvila/resources/sample.png --prompt "What is shown in this image?" --max-new-tokens 24
+	$(VENV)/bin/nvila generate --image src/nvila/resources/sample.png --prompt "How many circles are there?"
+	$(VENV)/bin/nvila generate --image src/nvila/resources/sample.png --prompt "What colour is the circle on the left?"
 
 test: setup
 	bash scripts/ensure_chromium.sh

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ASSETS = Path(__file__).parent / "resources"
-#: The model `nvila generate` uses when no --model is given.
-DEFAULT_MODEL = ASSETS / "models" / "nvila-tiny-untrained"
-SAMPLE_IMAGE = ASSETS / "sample.png"
+#: The model `nvila generate` / `nvila serve` / `nvila eval` use when no --model is given: the project's own
+#: small NVILA (64 px tiles, 3.2 MB), trained by scripts/train_small_model.sh on `nvila synth` data.
+DEFAULT_MODEL = ASSETS / "models" / "nvila-small"
+SAMPLE_IMAGE = ASSETS / "sample.png"  #: a held-out `nvila synth` shapes image (2 circles, 2 triangles)

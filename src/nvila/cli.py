@@ -120,10 +120,6 @@ def run_generate(args: argparse.Namespace) -> int:
         stop=args.stop,
     )
     model_path = Path(args.model) if args.model else DEFAULT_MODEL
-    if "untrained" in model_path.name:
-        log.warning(
-            "%s has random weights: its answers are meaningless until a trained model is given", model_path.name
-        )
     pipe = NVILAPipeline.from_pretrained(model_path, device=args.device, dtype=args.dtype)
     videos = [_read_video(path, args, pipe.processor.config) for path in args.video]
     if args.stream:

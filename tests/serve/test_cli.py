@@ -58,7 +58,7 @@ def test_run_serve_loads_the_default_model_and_hands_settings_to_uvicorn(monkeyp
     ((app, kwargs),) = calls
     assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
     settings = app.state.settings
-    assert settings.model_name == "nvila-tiny-untrained"  # nvila.assets.DEFAULT_MODEL
+    assert settings.model_name == "nvila-small"  # nvila.assets.DEFAULT_MODEL
     assert settings.api_key == "from-env" and settings.allow_local_media == tmp_path.resolve()
     assert settings.max_concurrent == 3 and settings.max_tokens_cap == 99 and app.state.admission.limit == 3
     app.state.engine.close()

@@ -76,8 +76,6 @@ def load_pipeline_generator(settings: EvalSettings, max_new_tokens: int) -> Gene
     """Load the checkpoint at `settings.model` and wrap it as a `Generate`."""
     from nvila.pipeline import NVILAPipeline
 
-    if "untrained" in Path(settings.model).name:
-        log.warning("%s has random weights: its scores are chance level", Path(settings.model).name)
     pipe = NVILAPipeline.from_pretrained(settings.model, device=settings.device, dtype=settings.dtype)
     return pipeline_generator(pipe, max_new_tokens)
 

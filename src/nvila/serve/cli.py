@@ -116,10 +116,6 @@ def run_serve(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         max_images=args.max_images,
     )
-    if "untrained" in model_path.name:
-        log.warning(
-            "%s has random weights: its answers are meaningless until a trained model is given", model_path.name
-        )
     if settings.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s without an API key: anyone who can reach this port can use the model", args.host)
     pipeline = NVILAPipeline.from_pretrained(model_path, device=args.device, dtype=args.dtype)
