@@ -11,29 +11,13 @@ import importlib
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 
+from nvila.argtypes import image_size, positive_int
 from nvila.errors import NVILAError
 
 log = logging.getLogger("nvila")
-
-
-# ---- shared argument types ------------------------------------------------------------------------------
-def image_size(text: str) -> tuple[int, int]:
-    """'1920x1080' -> (1920, 1080)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1920x1080, got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 # ---- nvila tokens ---------------------------------------------------------------------------------------

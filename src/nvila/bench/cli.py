@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from nvila.argtypes import positive_int
 from nvila.bench import CASE_SETS, MODEL_NAMES, SIZES
 from nvila.errors import ConfigError
 
@@ -42,16 +43,6 @@ def model_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     if not p.description:
         p.description = DESCRIPTION
@@ -66,14 +57,16 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated from {', '.join(MODEL_NAMES)}",
     )
     p.add_argument("--cases", choices=CASE_SETS, default="all", help="images, videos or all (default)")
-    p.add_argument("--repeats", type=_positive, default=3, metavar="N", help="timed runs after a warm-up (default 3)")
-    p.add_argument("--decode-tokens", type=_positive, default=16, metavar="N", help="tokens timed for decode")
     p.add_argument(
-        "--max-frames", type=_positive, default=None, metavar="N", help="skip longer videos (default: 64, full: 256)"
+        "--repeats", type=positive_int, default=3, metavar="N", help="timed runs after a warm-up (default 3)"
+    )
+    p.add_argument("--decode-tokens", type=positive_int, default=16, metavar="N", help="tokens timed for decode")
+    p.add_argument(
+        "--max-frames", type=positive_int, default=None, metavar="N", help="skip longer videos (default: 64, full: 256)"
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: float32, full: bfloat16)")
-    p.add_argument("--threads", type=_positive, default=None, metavar="N", help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("docs/performance.md"), help="markdown report; plots go next to it")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also save the raw results as JSON")

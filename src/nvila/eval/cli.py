@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+from nvila.argtypes import positive_int
+
 EVAL_HELP = (
     "score a model on a benchmark (local files), or compare two result folders\n\nexamples:\n"
     "  nvila eval --model ckpt/ --benchmark synth --data data/synth-suite --out results/ckpt/synth\n"
@@ -17,24 +19,17 @@ EVAL_HELP = (
 )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     from nvila.eval.benchmarks import BENCHMARKS
 
     p.add_argument("--model", help="checkpoint folder in the official NVILA layout (default: the shipped model)")
     p.add_argument("--benchmark", metavar="NAME", help=f"one of: {', '.join(BENCHMARKS)}")
     p.add_argument("--data", metavar="DIR", help="the benchmark's local files (a folder, or its annotation file)")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate the first N samples only")
-    p.add_argument("--batch-size", type=_positive_int, default=8, metavar="B", help="prompts per batch (default: 8)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate the first N samples only")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="prompts per batch (default: 8)")
     p.add_argument("--out", metavar="DIR", help="result folder; rerun to resume (default: results/<model>/<benchmark>)")
     p.add_argument(
-        "--max-new-tokens", type=_positive_int, metavar="N", help="answer length cap (default: the benchmark's)"
+        "--max-new-tokens", type=positive_int, metavar="N", help="answer length cap (default: the benchmark's)"
     )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default: float32)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from nvila.argtypes import positive_float, positive_int
+
 HELP = (
     "fine-tune a checkpoint: LoRA / QLoRA / full LLM, tower frozen / LayerNorm / LoRA / full\n\nexamples:\n"
     "  nvila finetune --model ckpt/ --data mine.jsonl --method lora --vision layernorm --steps 500\n"
@@ -18,20 +20,6 @@ HELP = (
     "outputs: OUT/adapters (peft format + non_lora_trainables.safetensors), OUT/model with --merge;\n"
     "see docs/finetuning.md"
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 #: The choices, spelled out so that building the parser imports no torch (a test checks them against `methods`).
@@ -50,15 +38,13 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--vit-lr-ratio",
-        type=_positive_float,
+        type=positive_float,
         default=0.1,
         metavar="R",
         help="vision tower learning rate = lr * R (default: 0.1; the paper: 5-50x below the LLM)",
     )
-    p.add_argument("--lora-rank", type=_positive_int, default=16, help="LoRA rank (default: 16)")
-    p.add_argument(
-        "--lora-alpha", type=_positive_float, default=32.0, help="LoRA alpha, scale alpha/rank (default: 32)"
-    )
+    p.add_argument("--lora-rank", type=positive_int, default=16, help="LoRA rank (default: 16)")
+    p.add_argument("--lora-alpha", type=positive_float, default=32.0, help="LoRA alpha, scale alpha/rank (default: 32)")
     p.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the LoRA input (default: 0)")
     p.add_argument(
         "--base-dtype",
@@ -66,18 +52,18 @@ def add_finetune_args(p: argparse.ArgumentParser) -> None:
         default="float32",
         help="dtype of the frozen base weights; bfloat16 halves their memory and turns on --bf16",
     )
-    p.add_argument("--steps", type=_positive_int, default=1000, help="optimiser steps (default: 1000)")
+    p.add_argument("--steps", type=positive_int, default=1000, help="optimiser steps (default: 1000)")
     p.add_argument(
         "--stop-after",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="end this job at step N, resumable with --resume (the schedule still spans --steps)",
     )
-    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default: 2e-4 LoRA/QLoRA, 2e-5 full)")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="samples per step and rank (default: 8)")
-    p.add_argument("--grad-accum", type=_positive_int, default=1, help="micro-batches per step (default: 1)")
-    p.add_argument("--max-length", type=_positive_int, default=4096, help="tokens per packed row (default: 4096)")
-    p.add_argument("--save-every", type=_positive_int, default=100, help="steps between resumable states")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate (default: 2e-4 LoRA/QLoRA, 2e-5 full)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="samples per step and rank (default: 8)")
+    p.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per step (default: 1)")
+    p.add_argument("--max-length", type=positive_int, default=4096, help="tokens per packed row (default: 4096)")
+    p.add_argument("--save-every", type=positive_int, default=100, help="steps between resumable states")
     p.add_argument("--out", default="runs/finetune", help="output folder (default: runs/finetune)")
     p.add_argument("--merge", action="store_true", help="also write the merged model (official layout) to OUT/model")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from nvila.argtypes import positive_int
+
 HELP = (
     "prune a training set: keep the top fraction of every sub-dataset by DeltaLoss (or a baseline)\n\n"
     "examples:\n"
@@ -24,13 +26,6 @@ def keep_fraction(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
@@ -58,10 +53,10 @@ def add_prune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=PRUNE_METHODS, default="deltaloss", help="default: deltaloss")
     p.add_argument("--out", help="pruned records file (default: DATA's folder, <stem>.<method><percent>.jsonl)")
     p.add_argument("--scores", help="score file, resumable (default: <out folder>/<data stem>.deltaloss-scores.jsonl)")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="records per forward pass (default: 8)")
-    p.add_argument("--max-length", type=_positive_int, default=4096, help="longer records are skipped (default: 4096)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="records per forward pass (default: 8)")
+    p.add_argument("--max-length", type=positive_int, default=4096, help="longer records are skipped (default: 4096)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random and cluster baselines (default: 0)")
-    p.add_argument("--clusters", type=_positive_int, default=8, help="k-means clusters per sub-dataset (default: 8)")
+    p.add_argument("--clusters", type=positive_int, default=8, help="k-means clusters per sub-dataset (default: 8)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--dtype", default="float32", help="float32 or bfloat16 (default: float32)")
 

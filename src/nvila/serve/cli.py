@@ -11,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+from nvila.argtypes import positive_float, positive_int
+
 log = logging.getLogger("nvila.serve")
 
 HELP = (
@@ -24,20 +26,6 @@ HELP = (
     '      -d \'{"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 32}\'\n'
     "see docs/serving.md for images, streaming, limits and metrics"
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def add_serve_args(p: argparse.ArgumentParser) -> None:
@@ -61,35 +49,35 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--max-concurrent",
-        type=_positive_int,
+        type=positive_int,
         default=d.max_concurrent,
         metavar="N",
         help=f"requests queued or generating at once; more get 429 (default: {d.max_concurrent})",
     )
     p.add_argument(
         "--max-tokens-cap",
-        type=_positive_int,
+        type=positive_int,
         default=d.max_tokens_cap,
         metavar="N",
         help=f"largest max_tokens a request may ask for (default: {d.max_tokens_cap})",
     )
     p.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=d.timeout_s,
         metavar="SECONDS",
         help=f"per request, queueing included; then 504 (default: {d.timeout_s:g})",
     )
     p.add_argument(
         "--max-request-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=d.max_request_bytes,
         metavar="N",
         help=f"request body limit, inline images included; more get 413 (default: {d.max_request_bytes // MiB} MiB)",
     )
     p.add_argument(
         "--max-images",
-        type=_positive_int,
+        type=positive_int,
         default=d.max_images,
         metavar="N",
         help=f"images per request (default: {d.max_images})",
