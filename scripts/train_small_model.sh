@@ -12,7 +12,7 @@ if [ ! -f "$DATA/manifest.json" ]; then
     --tasks documents=6000,charts=6000,shapes=8000,events=1500
 fi
 [ -f runs/small/tokenizer/tokenizer.json ] || "$PY" scripts/prepare_small_model.py "$DATA" runs/small/tokenizer
-for stage in 1_projector_init 2_vision_encoder 3_token_processor 4_image_sft 5_video_sft; do
+for stage in 1_projector_init 2_vision_encoder 3_token_processor 4_image_sft 5_video_sft 6_more_sft; do
   if [ -f "runs/small/$stage/model/config.json" ]; then continue; fi
   resume=""; [ -d "runs/small/$stage/state" ] && resume="--resume"
   start=$(date +%s)
@@ -20,5 +20,5 @@ for stage in 1_projector_init 2_vision_encoder 3_token_processor 4_image_sft 5_v
   echo "$stage: $(( $(date +%s) - start )) s"
 done
 rm -rf src/nvila/resources/models/nvila-small
-cp -r runs/small/5_video_sft/model src/nvila/resources/models/nvila-small
+cp -r runs/small/6_more_sft/model src/nvila/resources/models/nvila-small
 echo "shipped model: src/nvila/resources/models/nvila-small"
