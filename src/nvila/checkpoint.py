@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerBase
 from transformers.initialization import no_init_weights
 
+from nvila.atomic import atomic_folder
 from nvila.config import NVILAConfig, TextConfig, VisionConfig
 from nvila.errors import CheckpointError, ConfigError
 from nvila.model import NVILAForConditionalGeneration, qwen2_config
@@ -368,9 +367,7 @@ def save(
     root = Path(path)
     if root.exists() and not overwrite:
         raise CheckpointError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_folder(root) as tmp:
         configs = official_config(model.config, root.name)
         for part in PARTS:
             (tmp / part).mkdir()
@@ -381,10 +378,4 @@ def save(
         )
         (tmp / "config.json").write_text(json.dumps(configs["top"], indent=2))
         save_tokenizer(tokenizer, tmp / "llm")
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.rename(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root

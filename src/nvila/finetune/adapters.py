@@ -19,8 +19,6 @@ import copy
 import json
 import logging
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from nvila.atomic import atomic_folder
 from nvila.checkpoint import load
 from nvila.config import NVILAConfig
 from nvila.errors import CheckpointError
@@ -72,20 +71,12 @@ def save_adapters(folder: Path, peft_model, trained: dict[str, torch.Tensor], in
     config = copy.copy(peft_model.peft_config[ADAPTER_NAME])
     config.inference_mode = True
     config.base_model_name_or_path = info.get("base")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         config.save_pretrained(str(tmp))
         save_file({k: v.detach().cpu().contiguous() for k, v in adapter_state.items()}, str(tmp / ADAPTER_WEIGHTS),
                   metadata={"format": "pt"})  # fmt: skip
         save_file(rest, str(tmp / NON_LORA), metadata={"format": "pt"})
         (tmp / INFO).write_text(json.dumps({"format": FORMAT, **info}, indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
