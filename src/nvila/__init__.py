@@ -5,8 +5,7 @@ Public names are imported lazily, so light commands (`nvila tokens`) start witho
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nvila.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -32,11 +31,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'nvila' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nvila.lazy import lazy_exports
 
 _EXPORTS = {
     "FinetuneSpec": "nvila.finetune.methods",
@@ -25,8 +24,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'nvila.finetune' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,8 +7,7 @@ lazily, so building the `nvila` parser (`cli.add_prune_args`) does not import to
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nvila.lazy import lazy_exports
 
 _EXPORTS = {
     "PruneResult": "nvila.prune.job",
@@ -27,8 +26,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'nvila.prune' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
