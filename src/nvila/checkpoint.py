@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,11 +233,15 @@ def _describe(names: list[str], limit: int = 8) -> str:
     return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
 
 
-def load_state(model: NVILAForConditionalGeneration, root: Path) -> None:
-    """Fill `model` from the checkpoint's tensors, after checking every name and shape."""
-    expected = model.state_dict()
+def load_state(model: NVILAForConditionalGeneration, root: Path, *, skip: Sequence[str] = ()) -> None:
+    """Fill `model` from the checkpoint's tensors, after checking every name and shape.
+
+    Parts named in `skip` (keys of `PARTS`) are neither required nor loaded: they keep `model`'s weights.
+    """
+    skipped = tuple(PARTS[part] for part in skip)
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(skipped)}
     tied = model.config.text.tie_word_embeddings
-    locations = {key: (file, file_key) for key, file, file_key in read_official_tensors(root)}
+    locations = {key: (f, f_key) for key, f, f_key in read_official_tensors(root) if not key.startswith(skipped)}
     optional = {"llm.lm_head.weight"} if tied else set()
     missing = sorted(set(expected) - set(locations) - optional)
     unexpected = sorted(set(locations) - set(expected))

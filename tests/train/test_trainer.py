@@ -108,3 +108,63 @@ def test_vision_heads_pretrains_only_the_tower(make_recipe, tmp_path):
         torch.equal(a, b.to(torch.bfloat16).float()) for a, b in zip(trained.llm.parameters(), initial.llm.parameters())
     )
     assert tower_changed and llm_same
+
+
+@pytest.fixture
+def saved_tiny(tmp_path) -> Path:
+    """A tiny checkpoint with the make_recipe geometry (56 px tiles, S2 56/112/168)."""
+    cfg = nvila.from_name("tiny")
+    cfg.vision.image_size, cfg.s2_scales = 56, [56, 112, 168]
+    model, processor = nvila.random_pretrained(cfg, seed=3)
+    nvila.save(model, processor.tokenizer, tmp_path / "base")
+    return tmp_path / "base"
+
+
+def built_model(path: str):
+    from nvila.train.recipe import load_recipe
+    from nvila.train.trainer import Trainer
+
+    trainer = Trainer(load_recipe(path))
+    trainer.setup()
+    return trainer.model
+
+
+def part(model, prefix: str) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+def test_checkpoint_overrides_keep_every_weight_when_shapes_do_not_change(make_recipe, saved_tiny):
+    spec = {"checkpoint": str(saved_tiny), "overrides": {"num_video_frames": 5}}
+    model = built_model(make_recipe("frames", model=spec))
+    base, _ = nvila.load(saved_tiny)
+    assert model.config.num_video_frames == 5 and base.config.num_video_frames != 5
+    for key, value in base.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_new_projector_geometry_needs_reinit_and_keeps_tower_and_llm(make_recipe, saved_tiny):
+    model_spec = {"checkpoint": str(saved_tiny), "overrides": {"s2_scales": [56, 112]}}
+    with pytest.raises(nvila.CheckpointError, match="shape mismatches.*mm_projector"):
+        built_model(make_recipe("no_reinit", model=model_spec))
+    model = built_model(make_recipe("reinit", model={**model_spec, "reinit": ["mm_projector"]}))
+    base, _ = nvila.load(saved_tiny)
+    assert list(model.config.s2_scales) == [56, 112]
+    for prefix in ("vision_tower.", "llm."):
+        for key, value in part(base, prefix).items():
+            torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    new, old = part(model, "mm_projector."), part(base, "mm_projector.")
+    assert any(new[k].shape != old[k].shape for k in new)
+
+
+@pytest.mark.parametrize(
+    ("model_spec", "message"),
+    [
+        ({"checkpoint": "x", "reinit": ["projector"]}, "unknown parts"),
+        ({"preset": "tiny", "reinit": ["llm"]}, "needs model.checkpoint"),
+    ],
+)
+def test_bad_reinit_is_refused(make_recipe, model_spec, message):
+    from nvila.train.recipe import load_recipe
+
+    with pytest.raises(nvila.ConfigError, match=message):
+        load_recipe(make_recipe("bad", model=model_spec))

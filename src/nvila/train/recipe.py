@@ -19,12 +19,18 @@ from nvila.errors import ConfigError
 
 @dataclass
 class ModelSpec:
-    """Where the weights come from: exactly one of `preset` (random init) or `checkpoint` (official layout)."""
+    """Where the weights come from: exactly one of `preset` (random init) or `checkpoint` (official layout).
+
+    With a checkpoint, `overrides` may change its geometry (frames, pooling, S2 scales, projector type); a part
+    whose tensor shapes change with it must be listed in `reinit` (started from seeded random weights, e.g.
+    a new projector for another compression).
+    """
 
     preset: str | None = None
     checkpoint: str | None = None
     tokenizer: str | None = None  #: folder of a tokenizer for a preset (default: the built-in small one)
-    overrides: dict[str, Any] = field(default_factory=dict)  #: NVILAConfig fields changed on a preset
+    overrides: dict[str, Any] = field(default_factory=dict)  #: NVILAConfig fields changed on the preset/checkpoint
+    reinit: list[str] = field(default_factory=list)  #: checkpoint parts not loaded: vision_tower, mm_projector, llm
     seed: int = 0
 
 
@@ -79,6 +85,11 @@ class Recipe:
     def validate(self) -> None:
         if (self.model.preset is None) == (self.model.checkpoint is None):
             raise ConfigError("model: give exactly one of 'preset' or 'checkpoint'")
+        unknown_parts = sorted(set(self.model.reinit) - {"vision_tower", "mm_projector", "llm"})
+        if unknown_parts:
+            raise ConfigError(f"model.reinit: unknown parts {unknown_parts}; use vision_tower, mm_projector, llm")
+        if self.model.reinit and not self.model.checkpoint:
+            raise ConfigError("model.reinit needs model.checkpoint (a preset starts all parts from random weights)")
         if not self.data.train:
             raise ConfigError("data.train: the training records file is required")
         checks = {
