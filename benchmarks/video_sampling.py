@@ -8,6 +8,8 @@ and cached in --dir. Every case runs in a fresh subprocess, so its peak resident
 own; it runs --repeat times (once if the first run takes over SLOW_S seconds) and reports the fastest run's
 wall and CPU (all threads) times and the largest peak. Cases:
 - auto / seek / sequential: `load_video(path, N, strategy=...)`; auto is the default;
+- resized: auto with `size=(448, 448)`: each frame resized to one 448 px tile as soon as it is decoded, as
+  `nvila generate` and the processor read videos (the pixels the model gets are the same);
 - naive: decode every frame to an RGB array and keep them all, then pick the same N (what loaders that read
   the whole clip do); its cost does not depend on N, so it runs once. It is skipped, with its estimated
   memory, when that would not fit in 70% of the available memory;
@@ -29,6 +31,7 @@ from pathlib import Path
 
 WIDTH, HEIGHT = 1280, 720
 STRATEGIES = ("auto", "seek", "sequential")
+TILE = 448  #: the tile side of `resized`
 SLOW_S = 10.0
 
 
@@ -108,6 +111,8 @@ def run_case(case: str, video: Path) -> dict:
         picked = [Image.fromarray(every[(2 * i + 1) * len(every) // (2 * n)]) for i in range(n)]
         frames = len(picked)
         del every
+    elif name == "resized":
+        frames = len(load_video(video, int(count), size=(TILE, TILE)).frames)
     else:
         frames = len(load_video(video, int(count), strategy=name).frames)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
@@ -159,7 +164,7 @@ def report(video: Path, counts: list[int], args: argparse.Namespace) -> None:
     naive = None
     if naive_need < 0.7 * available_mib() and not args.no_naive:
         naive = measure(f"naive:{max(counts)}", video, args.repeat)
-    rows = [{strategy: measure(f"{strategy}:{n}", video, args.repeat) for strategy in STRATEGIES} for n in counts]
+    rows = [{case: measure(f"{case}:{n}", video, args.repeat) for case in (*STRATEGIES, "resized")} for n in counts]
 
     print(f"\nvideo: {video.name}: {total} frames, {WIDTH}x{HEIGHT}, {args.minutes:g} min, keyint {args.keyint}")
     print(
@@ -183,15 +188,16 @@ def report(video: Path, counts: list[int], args: argparse.Namespace) -> None:
         )
     bound = naive.get("bound", "")
     header = (
-        "| N | auto wall s | auto CPU s | auto peak MiB | seek CPU s | sequential CPU s "
-        "| naive/auto wall | naive/auto CPU | naive/auto memory |"
+        "| N | auto wall s | auto CPU s | auto peak MiB | seek CPU s | sequential CPU s | resized CPU s "
+        "| resized peak MiB | naive/auto wall | naive/auto CPU | naive/auto memory |"
     )
     print("\n" + header + "\n|" + "---|" * (header.count("|") - 1))
     for n, row in zip(counts, rows):
         auto = row["auto"]
         print(
             f"| {n} | {auto['seconds']:.2f} | {auto['cpu']:.2f} | {auto['peak_mib']:.0f} | {row['seek']['cpu']:.2f} | "
-            f"{row['sequential']['cpu']:.2f} | {bound}{naive['seconds'] / auto['seconds']:.1f}x | "
+            f"{row['sequential']['cpu']:.2f} | {row['resized']['cpu']:.2f} | {row['resized']['peak_mib']:.0f} | "
+            f"{bound}{naive['seconds'] / auto['seconds']:.1f}x | "
             f"{bound}{naive['cpu'] / auto['cpu']:.1f}x | {bound}{naive['peak_mib'] / auto['peak_mib']:.1f}x |"
         )
     print("\nwall times vary with other load on the machine; CPU times (all threads) much less.")

@@ -1,22 +1,24 @@
-"""Prepare the shipped small model's inputs: split the synthetic data by kind and train its tokenizer.
+"""Prepare the shipped small model's inputs: split a synthetic data set by kind, train the tokenizer.
 
-    python scripts/prepare_small_model.py data/synth-small runs/small/tokenizer
+    python scripts/prepare_small_model.py data/synth-small --tokenizer runs/small/tokenizer
+    python scripts/prepare_small_model.py data/synth-small-mq --video-ratio 2.0 --image-ratio 1.0
 
 Writes images.jsonl / events.jsonl and the mixtures images.yaml (image tasks) and mixed.yaml (video events
-plus a third of the image data) beside train.jsonl, and a 1024-token byte-level BPE tokenizer trained on the
-conversation text.
+plus image records at the given per-epoch ratios) beside train.jsonl; with --tokenizer, also a 1024-token
+byte-level BPE tokenizer trained on the conversation text.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from nvila.tokenizer import save_tokenizer, train_tokenizer
 
 
-def main(data: Path, tokenizer_dir: Path) -> None:
+def split(data: Path, video_ratio: float, image_ratio: float) -> list[str]:
+    """Write the per-kind record files and mixtures of `data`; returns its train.jsonl lines."""
     lines = (data / "train.jsonl").read_text().splitlines()
     images = [line for line in lines if json.loads(line)["source"] != "events"]
     events = [line for line in lines if json.loads(line)["source"] == "events"]
@@ -24,13 +26,26 @@ def main(data: Path, tokenizer_dir: Path) -> None:
     (data / "events.jsonl").write_text("\n".join(events) + "\n")
     (data / "images.yaml").write_text("sources:\n  - {path: images.jsonl, ratio: 1.0}\n")
     (data / "mixed.yaml").write_text(
-        "sources:\n  - {path: events.jsonl, ratio: 1.0}\n  - {path: images.jsonl, ratio: 0.33}\n"
+        f"sources:\n  - {{path: events.jsonl, ratio: {video_ratio}}}\n"
+        f"  - {{path: images.jsonl, ratio: {image_ratio}}}\n"
     )
-    texts = [turn["value"] for line in lines for turn in json.loads(line)["conversations"]]
-    tokenizer = train_tokenizer(texts, vocab_size=1024)
-    save_tokenizer(tokenizer, tokenizer_dir)
-    print(f"{len(images)} image records, {len(events)} video records; tokenizer -> {tokenizer_dir}")
+    print(f"{data}: {len(images)} image records, {len(events)} video records")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path, help="an `nvila synth` folder")
+    parser.add_argument("--tokenizer", type=Path, help="also train the tokenizer on its text, into this folder")
+    parser.add_argument("--video-ratio", type=float, default=1.0, help="video records drawn per epoch, x their count")
+    parser.add_argument("--image-ratio", type=float, default=0.33, help="image records drawn per epoch in mixed.yaml")
+    args = parser.parse_args()
+    lines = split(args.data, args.video_ratio, args.image_ratio)
+    if args.tokenizer:
+        texts = [turn["value"] for line in lines for turn in json.loads(line)["conversations"]]
+        save_tokenizer(train_tokenizer(texts, vocab_size=1024), args.tokenizer)
+        print(f"tokenizer -> {args.tokenizer}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main()

@@ -141,3 +141,31 @@ def test_generate_with_a_video(capsys, tmp_path):
     assert code == 1 and out == "" and err.startswith("nvila generate: error:") and err.count("\n") == 1
     code, _, err = run(capsys, "generate", "--video", str(video), "--fps", "0", "--prompt", "What?")
     assert code == 1 and "--fps" in err
+
+
+def test_generate_passes_the_video_options(capsys, tmp_path, monkeypatch):
+    from nvila.pipeline import NVILAPipeline
+    from nvila.video_io import SAMPLINGS
+    from tests.test_video_io import frame_index, write_video
+
+    seen = {}
+
+    def fake_generate(self, prompt, images, options, videos):
+        seen.update(timestamps=self.processor.video_timestamps, tile=self.processor.config.tile_size, videos=videos)
+        return "ok"
+
+    monkeypatch.setattr(NVILAPipeline, "generate", fake_generate)
+    video = write_video(tmp_path / "clip.mp4", 24)
+    args = ["generate", "--video", str(video), "--frames", "4", "--prompt", "When?"]
+    code, out, err = run(capsys, *args, "--frame-sampling", "linspace", "--timestamps")
+    assert code == 0 and out == "ok\n", err
+    [clip] = seen["videos"]
+    assert [frame_index(f) for f in clip.frames] == [0, 8, 15, 23]  # round(linspace(0, 23, 4))
+    assert {f.size for f in clip.frames} == {(seen["tile"], seen["tile"])}  # resized to the tile while decoding
+    assert seen["timestamps"] is True
+    run(capsys, *args)
+    assert [frame_index(f) for f in seen["videos"][0].frames] == [3, 9, 15, 21]  # segment centres (default)
+    assert seen["timestamps"] is False
+    with pytest.raises(SystemExit):
+        main([*args, "--frame-sampling", "random"])
+    assert f"choose from {', '.join(map(repr, SAMPLINGS))}" in capsys.readouterr().err

@@ -136,3 +136,15 @@ def test_bad_files(tmp_path):
 def test_unsupported_type():
     with pytest.raises(MediaError):
         load_image(12345)
+
+
+def test_truncated_files_fail_even_when_other_code_lets_pillow_accept_them(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(good)
+    truncated = good.read_bytes()[: len(good.read_bytes()) // 2]
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # what importing lmms-eval does
+    with pytest.raises(MediaError, match="truncated"):
+        load_image(truncated)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is restored

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nvila.errors import PromptError
+from nvila.errors import MediaError, PromptError
 from nvila.geometry import image_tokens
+from nvila.processing import NVILAProcessor
+from nvila.video_io import VideoFrames, load_video
 from tests.conftest import noise_image
+from tests.test_video_io import write_video
 
 
 def count(ids: torch.Tensor, token: int) -> int:
@@ -111,3 +114,48 @@ def test_images_in_assistant_answers_are_refused(tiny):
         processor.encode_messages(
             [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "<image>"}], [noise_image(8, 8)]
         )
+
+
+# ---- videos --------------------------------------------------------------------------------------------
+def clip(times: list[float], seed: int = 0) -> VideoFrames:
+    frames = [noise_image(32, 32, seed=seed + i) for i in range(len(times))]
+    return VideoFrames(frames, times, duration=times[-1] + 0.5, source_fps=1.0, requested=len(times))
+
+
+def test_video_timestamps_go_before_each_video_placeholder(tiny):
+    _, processor = tiny
+    timed = NVILAProcessor(processor.tokenizer, processor.config, video_timestamps=True)
+    videos = [clip([0.5, 1.5]), clip([0.3, 2.0, 4.0], seed=5)]
+    prompt = "<vila/video> then <vila/video>: when does it move?"
+    plain = processor(prompt, videos=videos).input_ids[0].tolist()
+    ids = timed(prompt, videos=videos).input_ids[0].tolist()
+    video_id = processor.config.video_token_id
+    text = processor.tokenizer.decode([i for i in ids if i != video_id])
+    # each prefix, then its video's tokens (removed here) with the media-end newline after every frame
+    assert (
+        "user\nThe video frames were sampled at 0.5s, 1.5s.\n" + "\n" * 2 + " then The video frames were sampled at "
+        "0.3s, 2.0s, 4.0s.\n" + "\n" * 3 + ": when does it move?<|im_end|>" in text
+    )
+    assert ids.count(video_id) == plain.count(video_id) == 5 * processor.config.tokens_per_tile
+    assert len(ids) > len(plain)
+    assert processor(prompt, videos=videos).input_ids[0].tolist() == plain  # the default stays without times
+
+
+def test_video_timestamps_need_frame_times(tiny):
+    _, processor = tiny
+    timed = NVILAProcessor(processor.tokenizer, processor.config, video_timestamps=True)
+    with pytest.raises(MediaError, match="video_timestamps needs each frame's time"):
+        timed("When?", videos=[[noise_image(32, 32), noise_image(32, 32, seed=1)]])
+
+
+def test_video_files_are_resized_to_the_tile_while_decoding_with_identical_pixels(tiny, tmp_path):
+    _, processor = tiny
+    cfg = processor.config
+    path = write_video(tmp_path / "v.mp4", 12, textured=True, size=(640, 352))
+    decoded = processor.load_video(path)
+    assert [f.size for f in decoded.frames] == [(cfg.tile_size, cfg.tile_size)] * cfg.num_video_frames
+    full = load_video(path, cfg.num_video_frames, cfg.fps)  # frames at 640x352, resized by the processor
+    assert full.frames[0].size == (640, 352)
+    early, late = processor("Q", videos=[path]), processor("Q", videos=[full])
+    assert torch.equal(early.video_pixel_values, late.video_pixel_values)
+    assert torch.equal(early.input_ids, late.input_ids)

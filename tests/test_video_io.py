@@ -19,7 +19,7 @@ from PIL import Image
 
 import nvila.video_io as video_io
 from nvila.errors import MediaError
-from nvila.video_io import MAX_VIDEO_SIDE, VideoFrames, load_video
+from nvila.video_io import MAX_VIDEO_SIDE, RESAMPLE, VideoFrames, load_video
 
 W, H = 64, 48
 RATE = 25
@@ -45,25 +45,30 @@ def write_video(
     keyint: int = 10,
     rotation: tuple[int, bool] | None = None,
     marker: bool = False,
+    textured: bool = False,
+    size: tuple[int, int] = (W, H),
     fmt: str | None = None,
 ) -> Path:
-    """`num_frames` frames at RATE fps (or at `pts_ms` milliseconds), frame i coloured `colour(i)`.
+    """`num_frames` frames of `size` at RATE fps (or at `pts_ms` milliseconds), frame i coloured `colour(i)`.
 
-    `marker` paints the top-left quadrant white on black instead; `rotation` = (degrees ccw, hflip) is written
-    as the stream's display matrix.
+    `marker` paints the top-left quadrant white on black instead, `textured` random pixels (seeded by the
+    index); `rotation` = (degrees ccw, hflip) is written as the stream's display matrix.
     """
+    width, height = size
     container = av.open(str(path), "w", format=fmt)
     stream = container.add_stream(CODEC, rate=RATE)
-    stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.options = {"g": str(keyint)}
     if pts_ms is not None:
         stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
     if rotation is not None:
         stream.set_display_rotation(rotation[0], hflip=rotation[1])
     for i in range(num_frames):
-        pixels = np.zeros((H, W, 3), np.uint8)
+        pixels = np.zeros((height, width, 3), np.uint8)
         if marker:
-            pixels[: H // 2, : W // 2] = 255
+            pixels[: height // 2, : width // 2] = 255
+        elif textured:
+            pixels[:] = np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8)
         else:
             pixels[:] = colour(i)
         frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
@@ -119,6 +124,77 @@ def test_uniform_sampling_matches_the_index_formula_for_any_count(videos, num_fr
     assert result.timestamps == pytest.approx([i / RATE for i in expected], abs=1e-9)
 
 
+@pytest.mark.parametrize("strategy", ["auto", "sequential"])
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        # round(linspace(0, 99, 8)): 0, 14.14, 28.29, 42.43, 56.57, 70.71, 84.86, 99
+        ("mp4", [0, 14, 28, 42, 57, 71, 85, 99]),
+        ("mkv", [0, 14, 28, 42, 57, 71, 85, 99]),
+        # round(linspace(0, 299, 8)): 0, 42.71, 85.43, 128.14, 170.86, 213.57, 256.29, 299
+        ("ts", [0, 43, 85, 128, 171, 214, 256, 299]),
+    ],
+)
+def test_linspace_sampling_takes_the_official_frame_indices(videos, kind, expected, strategy):
+    result = load_video(videos[kind], 8, sampling="linspace", strategy=strategy)
+    assert indices(result) == expected
+    assert result.timestamps == pytest.approx([i / RATE for i in expected], abs=1e-9)
+    assert result.notes == []
+
+
+@pytest.mark.parametrize(
+    ("num_frames", "expected"),
+    [
+        (1, [0]),
+        (2, [0, 99]),
+        (3, [0, 50, 99]),  # 49.5 -> 50
+        (12, [0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99]),
+    ],
+)
+def test_linspace_indices_for_any_count(videos, num_frames, expected):
+    assert indices(load_video(videos["mp4"], num_frames, sampling="linspace")) == expected
+
+
+def test_linspace_repeats_frames_of_a_short_video_as_the_official_loader_does(videos):
+    # 5 frames, 9 wanted: linspace(0, 4, 9) = 0, 0.5, 1, ..., 4; numpy rounds halves to even: 0 0 1 2 2 2 3 4 4
+    result = load_video(videos["short"], 9, sampling="linspace")
+    assert indices(result) == [0, 0, 1, 2, 2, 2, 3, 4, 4]
+    assert result.timestamps == pytest.approx([0.0, 0.0, 0.04, 0.08, 0.08, 0.08, 0.12, 0.16, 0.16])
+    assert result.frames[0] is result.frames[1]  # a repeat is the same image, not another copy
+    assert result.notes == ["video has 5 frames, 9 requested: used 5 distinct, repeated to 9"]
+
+
+def test_linspace_applies_to_capped_fps_sampling(videos):
+    result = load_video(videos["mp4"], 5, fps=10.0, sampling="linspace")  # 40 periods > 5: 5 uniform frames
+    assert indices(result) == [0, 25, 50, 74, 99]  # round(linspace(0, 99, 5)): 0, 24.75, 49.5, 74.25, 99
+    assert any("capped at 5" in note for note in result.notes)
+
+
+def test_frames_resized_while_decoding_equal_frames_resized_afterwards(tmp_path):
+    path = write_video(tmp_path / "big.mp4", 12, textured=True, size=(320, 176))
+    full = load_video(path, 6)
+    small = load_video(path, 6, size=(48, 40))
+    assert small.timestamps == full.timestamps
+    for early, late in zip(small.frames, full.frames):
+        assert early.size == (48, 40)
+        assert early.tobytes() == late.resize((48, 40), RESAMPLE).tobytes()  # identical pixels
+
+
+def test_resizing_while_decoding_bounds_the_memory_of_the_returned_frames(tmp_path):
+    path = write_video(tmp_path / "big.mp4", 40, textured=True, size=(640, 352))
+    result = load_video(path, 32, size=(64, 64))
+    assert len(result.frames) == 32
+    assert sum(len(image.tobytes()) for image in result.frames) == 32 * 64 * 64 * 3  # full size: 32 * 640 * 352 * 3
+    assert len({id(image) for image in result.frames}) == 32
+
+
+def test_resize_while_decoding_applies_after_rotation(tmp_path):
+    path = write_video(tmp_path / "rot.mp4", 10, marker=True, rotation=(90, False))  # shown 48 wide, 64 high
+    result = load_video(path, 2, size=(24, 32))
+    assert [image.size for image in result.frames] == [(24, 32), (24, 32)]
+    assert [white_quadrant(image) for image in result.frames] == ["bottom-left", "bottom-left"]
+
+
 def test_fps_sampling_takes_one_frame_per_period_at_its_centre(videos):
     result = load_video(videos["mp4"], 32, fps=2.0)
     # 4 s at 2 fps: 8 times 0.25, 0.75, ..., 3.75 s (fewer than the cap of 32)
@@ -164,8 +240,8 @@ def test_seeking_decodes_a_fraction_of_a_long_video(videos, monkeypatch):
     decoded = {}
     pick = video_io._Sampler.pick
 
-    def counting_pick(self, times):
-        frames = pick(self, times)
+    def counting_pick(self, times, **kwargs):
+        frames = pick(self, times, **kwargs)
         decoded["frames"], decoded["seeks"] = self.decoded, self.seeks
         return frames
 
@@ -367,6 +443,11 @@ def test_absurd_resolution_is_refused_before_decoding(tmp_path):
         ({"num_frames": 8, "fps": float("nan")}, "fps must be a finite number >= 0"),
         ({"num_frames": 8, "fps": float("inf")}, "fps must be a finite number >= 0"),
         ({"num_frames": 8, "strategy": "fast"}, "unknown decoding strategy 'fast'"),
+        ({"num_frames": 8, "sampling": "random"}, "unknown frame sampling 'random'; choose one of centres, linspace"),
+        ({"num_frames": 8, "size": 448}, "size must be (width, height) in pixels"),
+        ({"num_frames": 8, "size": (448, 0)}, "size must be (width, height) in pixels"),
+        ({"num_frames": 8, "size": (448.0, 448)}, "size must be (width, height) in pixels"),
+        ({"num_frames": 8, "size": (448, 448, 3)}, "size must be (width, height) in pixels"),
     ],
 )
 def test_bad_arguments_are_refused(videos, kwargs, message):

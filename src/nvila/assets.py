@@ -9,3 +9,5 @@ ASSETS = Path(__file__).parent / "resources"
 #: small NVILA (64 px tiles, 3.2 MB), trained by scripts/train_small_model.sh on `nvila synth` data.
 DEFAULT_MODEL = ASSETS / "models" / "nvila-small"
 SAMPLE_IMAGE = ASSETS / "sample.png"  #: a held-out `nvila synth` shapes image (2 circles, 2 triangles)
+#: The first held-out `nvila synth` document of data/synth-small (title "Hand Dog Throat", 9 lines below it).
+SAMPLE_DOCUMENT = ASSETS / "sample_document.png"

@@ -9,7 +9,8 @@ Layout (what released NVILA checkpoints ship as, and what the official code read
 
 Owns: mapping between this layout and `NVILAConfig` / the module's state dict, strict name and shape
 validation with a message that names what is missing or mismatched, safetensors only (pickle is refused),
-and atomic saving (a temporary folder renamed into place).
+and atomic saving (a temporary folder renamed into place). A part whose config holds a "quantization_config"
+gets its quantized linears (`nvila.quant.modules`) before its tensors are read, and keeps it when saved.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from nvila.errors import CheckpointError, ConfigError
 from nvila.model import NVILAForConditionalGeneration, qwen2_config
 from nvila.processing import NVILAProcessor
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
+from nvila.quant.modules import prepare_quantized, quantization_configs
 from nvila.tokenizer import load_tokenizer, save_tokenizer
 from nvila.vision.tower import siglip_config
 
@@ -109,6 +111,12 @@ def config_from_official(root: Path) -> NVILAConfig:
         )
     except KeyError as e:
         raise CheckpointError(f"{root}: a config lacks the required key {e}") from None
+
+
+def quantization_from_official(root: Path) -> dict[str, dict[str, Any]]:
+    """The "quantization_config" of `llm/` and `vision_tower/` (see docs/quantization.md), by part."""
+    configs = {part: _read_json(root / part / "config.json").get("quantization_config") for part in PARTS}
+    return {part: config for part, config in configs.items() if config is not None}
 
 
 def official_config(cfg: NVILAConfig, root_name: str) -> dict[str, dict[str, Any]]:
@@ -289,6 +297,19 @@ def build_model(
     return model.eval()
 
 
+def is_hf_layout(root: Path) -> bool:
+    """True for a single-folder Hugging Face checkpoint (`config.json` with `text_config` and `vision_config`,
+    no `llm/` part), the layout `nvila convert --to hf` writes and SGLang serves."""
+    path = root / "config.json"
+    if (root / "llm").is_dir() or not path.is_file():
+        return False
+    try:
+        top = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(top, dict) and "text_config" in top and "vision_config" in top
+
+
 def load(
     path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32
 ) -> tuple[NVILAForConditionalGeneration, NVILAProcessor]:
@@ -299,6 +320,11 @@ def load(
     root = Path(path)
     if not root.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {root}")
+    if is_hf_layout(root):
+        raise CheckpointError(
+            f"{root} is in the single-folder Hugging Face (SGLang) layout; nvila reads the official layout: "
+            f"convert it with `nvila convert --to official {root} OUT` and load OUT"
+        )
     if isinstance(dtype, str):
         dtype = resolve_dtype(dtype)
     device = resolve_device(device)
@@ -307,6 +333,10 @@ def load(
     vocab = tokenizer.get_vocab()
     cfg.image_token_id, cfg.video_token_id = vocab[IMAGE_TOKEN], vocab[VIDEO_TOKEN]
     model = build_model(cfg, device=device, dtype=dtype, init=False)
+    prepare_quantized(
+        model.llm, model.vision_tower.model, quantization_from_official(root),
+        tower_prefix=OFFICIAL_TOWER_PREFIX, where=str(root),
+    )  # fmt: skip
     load_state(model, root)
     return model, NVILAProcessor(tokenizer, cfg)
 
@@ -341,7 +371,9 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def _part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, torch.Tensor]:
+    """The part's tensors under their file names: parameters in bf16, buffers (quantized data) as they are."""
     prefix = PARTS[part]
+    parameters = dict(model.named_parameters(remove_duplicate=False))
     out = {}
     for key, tensor in model.state_dict().items():
         if not key.startswith(prefix):
@@ -351,9 +383,8 @@ def _part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, to
             name = OFFICIAL_TOWER_PREFIX + name
         if part == "llm" and name == "lm_head.weight" and model.config.text.tie_word_embeddings:
             continue
-        out[name] = (
-            tensor.detach().to("cpu", torch.bfloat16 if tensor.is_floating_point() else tensor.dtype).contiguous()
-        )
+        dtype = torch.bfloat16 if key in parameters and tensor.is_floating_point() else tensor.dtype
+        out[name] = tensor.detach().to("cpu", dtype).contiguous()
     return out
 
 
@@ -373,6 +404,9 @@ def save(
         raise CheckpointError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it")
     with atomic_folder(root) as tmp:
         configs = official_config(model.config, root.name)
+        quantized = quantization_configs(model.llm, model.vision_tower.model, tower_prefix=OFFICIAL_TOWER_PREFIX)
+        for part, config in quantized.items():
+            configs[part]["quantization_config"] = config  # also in the top config's llm_cfg / vision_tower_cfg
         for part in PARTS:
             (tmp / part).mkdir()
             (tmp / part / "config.json").write_text(json.dumps(configs[part], indent=2))

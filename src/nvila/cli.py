@@ -67,6 +67,15 @@ def add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", action="append", default=[], metavar="FILE", help="a video; repeat for several")
     p.add_argument("--frames", type=positive_int, metavar="N", help="frames sampled per video (default: the model's)")
     p.add_argument("--fps", type=float, metavar="F", help="sample videos at this rate, capped at --frames")
+    p.add_argument(
+        "--frame-sampling",
+        choices=("centres", "linspace"),
+        default="centres",
+        help="uniform frame rule: segment centres (default) or the official NVILA indices round(linspace(0, n-1, N))",
+    )
+    p.add_argument(
+        "--timestamps", action="store_true", help="tell the model each video frame's time (temporal localization)"
+    )
     p.add_argument("--prompt", required=True, help="the question; put <image> where each image goes (default: first)")
     p.add_argument("--max-new-tokens", type=positive_int, default=128, metavar="N")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
@@ -105,6 +114,7 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     model_path = Path(args.model) if args.model else DEFAULT_MODEL
     pipe = NVILAPipeline.from_pretrained(model_path, device=args.device, dtype=args.dtype)
+    pipe.processor.video_timestamps = args.timestamps
     videos = [_read_video(path, args, pipe.processor.config) for path in args.video]
     if args.stream:
         for piece in pipe.stream(args.prompt, images, options, videos=videos):
@@ -117,10 +127,13 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _read_video(path: str, args: argparse.Namespace, cfg):
-    """Sample a video's frames with --frames / --fps or the model's defaults; notes go to the log."""
+    """Sample a video's frames with --frames / --fps / --frame-sampling or the model's defaults, resized to the
+    model's tile while decoding (what the processor would do next: identical pixels); notes go to the log."""
+    from nvila.processing import video_frame_size
     from nvila.video_io import load_video
 
-    clip = load_video(path, args.frames or cfg.num_video_frames, args.fps if args.fps is not None else cfg.fps)
+    num_frames, fps = args.frames or cfg.num_video_frames, args.fps if args.fps is not None else cfg.fps
+    clip = load_video(path, num_frames, fps, sampling=args.frame_sampling, size=video_frame_size(cfg))
     for note in clip.notes:
         log.warning("%s: %s", path, note)
     return clip
@@ -221,6 +234,18 @@ COMMANDS: list[Command] = [
         run_train,
     ),
     ("bench", BENCH_HELP, lazy("nvila.bench.cli", "add_bench_args"), lazy("nvila.bench.cli", "run_bench")),
+    packaged(
+        "convert",
+        "nvila.convert.cli",
+        "convert a checkpoint between the official layout and the single-folder HF layout SGLang serves\n\n"
+        "examples:\n"
+        "  nvila convert --to hf ckpt/ ckpt-hf/\n"
+        "  nvila convert --to hf ckpt/ ckpt-hf/ --code-from ~/hf/NVILA-Lite-2B-hf --max-shard-size 2GB\n"
+        "  nvila convert --to official ckpt-hf/ ckpt/ --overwrite\n\n"
+        "then, on a GPU machine with SGLang:\n"
+        "  python -m sglang.launch_server --model-path ckpt-hf/ --trust-remote-code --port 30000\n"
+        "see docs/checkpoints.md for the layout and what --code-from provides",
+    ),
     ("eval", EVAL_HELP, lazy("nvila.eval.cli", "add_eval_args"), lazy("nvila.eval.cli", "run_eval")),
     (
         "finetune",
@@ -229,6 +254,17 @@ COMMANDS: list[Command] = [
         lazy("nvila.finetune.cli", "run_finetune"),
     ),
     ("prune", PRUNE_HELP, lazy("nvila.prune.cli", "add_prune_args"), lazy("nvila.prune.cli", "run_prune")),
+    packaged(
+        "quantize",
+        "nvila.quant.cli",
+        "quantize a checkpoint: W8A8 vision tower (SmoothQuant), W4A16 LLM (AWQ); reports drift and sizes\n\n"
+        "examples:\n"
+        "  nvila quantize --out small-q/\n"
+        "  nvila quantize --model ckpt/ --out ckpt-q/ --vision w8a8 --llm w4a16 --calib data/synth/train.jsonl\n"
+        "  nvila quantize --model ckpt/ --out ckpt-q/ --vision none --group-size 64 --overwrite\n"
+        "  nvila generate --model ckpt-q/ --image page.png --prompt 'What is the title?'\n"
+        "see docs/quantization.md for the file format and measured drift",
+    ),
     ("serve", SERVE_HELP, lazy("nvila.serve.cli", "add_serve_args"), lazy("nvila.serve.cli", "run_serve")),
     ("synth", SYNTH_HELP, lazy("nvila.synth.writer", "add_synth_args"), lazy("nvila.synth.writer", "run_synth")),
     (

@@ -1,11 +1,14 @@
-"""Decoding options and next-token selection (greedy, temperature, top-k, top-p).
+"""Decoding options, next-token selection (greedy, temperature, top-k, top-p) and text-level stopping.
 
-Owns: `GenerationOptions` (validated) and `select_next_token`. Does not own the decoding loop
-(`NVILAForConditionalGeneration.generate_tokens`) nor text-level stop strings (`nvila.pipeline`).
+Owns: `GenerationOptions` (validated), `select_next_token` (one set of options for a batch),
+`select_next_tokens` (per-sequence options and generators, for the serving engine) and `TextStream`
+(incremental detokenisation, stop strings, EOS). Shared by `nvila.pipeline` and `nvila.engine`; does not
+own any decoding loop (`NVILAForConditionalGeneration.generate_tokens`, `nvila.engine.core`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -60,3 +63,87 @@ def select_next_token(
         scores = scores.masked_fill(drop, float("-inf"))
     probs = scores.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def select_next_tokens(
+    logits: torch.Tensor, options: Sequence[GenerationOptions], generators: Sequence[torch.Generator | None]
+) -> torch.Tensor:
+    """[b, vocab] logits -> [b] next token ids, row i decoded with `options[i]` and `generators[i]`.
+
+    Rows that share their sampling settings and have no generator of their own are selected together;
+    a row with a generator is sampled alone, so a seeded sequence draws exactly what it would alone.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for row, (opts, generator) in enumerate(zip(options, generators)):
+        if opts.greedy:
+            key: tuple = ("greedy",)
+        elif generator is not None:
+            key = ("own generator", row)
+        else:
+            key = (opts.temperature, opts.top_k, opts.top_p)
+        groups.setdefault(key, []).append(row)
+    out = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    for rows in groups.values():
+        index = torch.tensor(rows, device=logits.device)
+        first = rows[0]
+        out[index] = select_next_token(logits[index], options[first], generators[first])
+    return out
+
+
+@dataclass
+class TextStream:
+    """Decoding state of one sequence: its tokens, how much text was emitted, whether it stopped."""
+
+    stop: Sequence[str]
+    ids: list[int] = field(default_factory=list)
+    emitted: int = 0
+    done: bool = False
+
+    def push(self, token: int, eos: set[int], decode: Callable[[list[int]], str]) -> str:
+        """Add one token; return the text that is now safe to emit."""
+        if self.done:
+            return ""
+        if token in eos:
+            self.done = True
+            return self._flush(decode(self.ids))
+        self.ids.append(token)
+        text = decode(self.ids)
+        cut = _find_stop(text, self.stop, max(0, self.emitted - max((len(s) for s in self.stop), default=0)))
+        if cut is not None:
+            self.done = True
+            return self._flush(text[:cut])
+        safe = len(text) - _held_back(text, self.stop)
+        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for its other bytes
+            safe = min(safe, len(text) - 1)
+        if safe <= self.emitted:
+            return ""
+        delta, self.emitted = text[self.emitted : safe], safe
+        return delta
+
+    def finish(self, decode: Callable[[list[int]], str]) -> str:
+        """Text not yet emitted when decoding ended without EOS or stop string."""
+        if self.done:
+            return ""
+        self.done = True
+        return self._flush(decode(self.ids))
+
+    def _flush(self, text: str) -> str:
+        delta = text[self.emitted :]
+        self.emitted = max(self.emitted, len(text))
+        return delta
+
+
+def _find_stop(text: str, stops: Sequence[str], start: int) -> int | None:
+    hits = [i for i in (text.find(s, start) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of a stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:n]):
+                longest = max(longest, n)
+                break
+    return longest

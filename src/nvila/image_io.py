@@ -8,13 +8,15 @@ Does not own resizing or tiling (`image_processing`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from nvila.errors import MediaError
 from nvila.geometry import check_image_size
@@ -45,10 +47,25 @@ def load_image(source: ImageInput) -> Image.Image:
     raise MediaError(f"unsupported image input of type {type(source).__name__}; give a path, bytes, PIL image or array")
 
 
+_PILLOW_SWITCHES = threading.Lock()
+
+
+@contextlib.contextmanager
+def _strict_pillow():
+    """Bombs are errors and truncated files fail, whatever other code set: Pillow's switches are process-wide
+    (lmms-eval, for one, turns `LOAD_TRUNCATED_IMAGES` on when imported), so they are held under a lock."""
+    with _PILLOW_SWITCHES, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        previous, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
 def _decode(stream: io.IOBase, name: str) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _strict_pillow():
             image = Image.open(stream)
             check_image_size(*image.size)  # header only: refuse bombs before decoding pixels
             image.load()

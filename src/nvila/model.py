@@ -46,6 +46,22 @@ def qwen2_config(cfg: TextConfig) -> Qwen2Config:
     )
 
 
+def tiles_per_item(config: NVILAConfig, block_sizes: Sequence[BlockSize], n_tiles: int) -> list[int]:
+    """How many of `n_tiles` tiles each image item holds: with Dynamic-S2 an item is one multi-scale image
+    ((rows, cols): the smaller scales' tiles + rows * cols) or one resized tile (None); otherwise every tile
+    is its own item."""
+    if not config.dynamic_s2:
+        return [1] * n_tiles
+    base = config.s2_scales[0]
+    small = sum((s // base) ** 2 for s in config.s2_scales[:-1])
+    return [1 if b is None else small + b[0] * b[1] for b in block_sizes]
+
+
+def tokens_per_item(config: NVILAConfig, block: BlockSize) -> int:
+    """Visual embeddings one image item yields: rows * cols tiles' worth for a Dynamic-S2 image, else one tile's."""
+    return config.tokens_per_tile * (1 if block is None else block[0] * block[1])
+
+
 class NVILAForConditionalGeneration(nn.Module):
     """The NVILA vision-language model.
 
@@ -68,13 +84,6 @@ class NVILAForConditionalGeneration(nn.Module):
         return self.llm.lm_head.weight.dtype
 
     # ---- media -> embeddings ------------------------------------------------------------------------
-    def _tiles_per_item(self, block_sizes: Sequence[BlockSize], n_tiles: int) -> list[int]:
-        if not self.config.dynamic_s2:
-            return [1] * n_tiles
-        base = self.config.s2_scales[0]
-        small = sum((s // base) ** 2 for s in self.config.s2_scales[:-1])
-        return [1 if b is None else small + b[0] * b[1] for b in block_sizes]
-
     def get_image_features(
         self, pixel_values: torch.Tensor, block_sizes: Sequence[BlockSize] | None = None
     ) -> torch.Tensor:
@@ -88,7 +97,7 @@ class NVILAForConditionalGeneration(nn.Module):
         """
         n = pixel_values.shape[0]
         block_sizes = list(block_sizes) if block_sizes is not None else [None] * n
-        counts = self._tiles_per_item(block_sizes, n)
+        counts = tiles_per_item(self.config, block_sizes, n)
         if sum(counts) != n:
             raise ValueError(f"block sizes describe {sum(counts)} tiles but pixel_values holds {n}")
         features = self.vision_tower(pixel_values)  # [n, p*p, c]
@@ -154,15 +163,21 @@ class NVILAForConditionalGeneration(nn.Module):
         video_frame_counts: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """[b, l] ids -> [b, l, h] embeddings; `<image>` / `<vila/video>` positions hold visual embeddings."""
-        embeds = self.llm.get_input_embeddings()(input_ids)
         images = (
             None if pixel_values is None else self.get_image_features(pixel_values.to(self.device), image_block_sizes)
         )
-        embeds = self._scatter(embeds, input_ids, self.config.image_token_id, images, "image")
         videos = None
         if video_pixel_values is not None:
             videos = self.get_video_features(video_pixel_values.to(self.device), video_frame_counts or [])
-        return self._scatter(embeds, input_ids, self.config.video_token_id, videos, "video")
+        return self.embed_features(input_ids, images, videos)
+
+    def embed_features(
+        self, input_ids: torch.Tensor, image_features: torch.Tensor | None, video_features: torch.Tensor | None
+    ) -> torch.Tensor:
+        """[b, l] ids + visual embeddings already computed ([image tokens, h], [video tokens, h]) -> [b, l, h]."""
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        embeds = self._scatter(embeds, input_ids, self.config.image_token_id, image_features, "image")
+        return self._scatter(embeds, input_ids, self.config.video_token_id, video_features, "video")
 
     # ---- forward ------------------------------------------------------------------------------------
     def forward(

@@ -1,80 +1,20 @@
 """Prompt in, text out: `NVILAPipeline` wraps a model and its processor for generation.
 
-Owns: text-level decoding (incremental detokenisation, stop strings, streaming text deltas) over the
-model's token loop, for one prompt or a batch. Does not own sampling (`generation`) or the model.
+Owns: one prompt or a batch decoded together by the model's token loop, as text deltas. Does not own
+sampling or stop strings (`generation`, shared with the serving engine `nvila.engine`) or the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from nvila.generation import GenerationOptions
+from nvila.generation import GenerationOptions, TextStream
 from nvila.image_io import ImageInput
 from nvila.model import NVILAForConditionalGeneration
 from nvila.processing import NVILAProcessor, VideoInput
-
-
-@dataclass
-class TextStream:
-    """Decoding state of one sequence: its tokens, how much text was emitted, whether it stopped."""
-
-    stop: Sequence[str]
-    ids: list[int] = field(default_factory=list)
-    emitted: int = 0
-    done: bool = False
-
-    def push(self, token: int, eos: set[int], decode) -> str:
-        """Add one token; return the text that is now safe to emit."""
-        if self.done:
-            return ""
-        if token in eos:
-            self.done = True
-            return self._flush(decode(self.ids))
-        self.ids.append(token)
-        text = decode(self.ids)
-        cut = _find_stop(text, self.stop, max(0, self.emitted - max((len(s) for s in self.stop), default=0)))
-        if cut is not None:
-            self.done = True
-            return self._flush(text[:cut])
-        safe = len(text) - _held_back(text, self.stop)
-        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for its other bytes
-            safe = min(safe, len(text) - 1)
-        if safe <= self.emitted:
-            return ""
-        delta, self.emitted = text[self.emitted : safe], safe
-        return delta
-
-    def finish(self, decode) -> str:
-        """Text not yet emitted when decoding ended without EOS or stop string."""
-        if self.done:
-            return ""
-        self.done = True
-        return self._flush(decode(self.ids))
-
-    def _flush(self, text: str) -> str:
-        delta = text[self.emitted :]
-        self.emitted = max(self.emitted, len(text))
-        return delta
-
-
-def _find_stop(text: str, stops: Sequence[str], start: int) -> int | None:
-    hits = [i for i in (text.find(s, start) for s in stops) if i >= 0]
-    return min(hits) if hits else None
-
-
-def _held_back(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of a stop string."""
-    longest = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:n]):
-                longest = max(longest, n)
-                break
-    return longest
 
 
 class NVILAPipeline:

@@ -1,8 +1,9 @@
 """`NVILAProcessor`: prompts + images -> model inputs (ids with expanded placeholders, tiles, block sizes).
 
 Owns: placeholder checks, the official chat format, tokenization, expanding each `<image>` into exactly the
-number of media token ids that `geometry` predicts (followed by the media-end text, a newline), batching
-with padding, and decoding. Does not own pixels-to-tiles details (`image_processing`) or decoding loops.
+number of media token ids that `geometry` predicts (followed by the media-end text, a newline), optional
+frame-time lines before videos, batching with padding, and decoding. Does not own pixels-to-tiles details
+(`image_processing`) or decoding loops.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nvila.image_io import ImageInput, load_image
 from nvila.image_processing import image_to_tiles, normalize_tiles
 from nvila.model import IGNORE_INDEX, BlockSize
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN, place_media
+from nvila.temporal import timestamp_prefix
 from nvila.tokenizer import render_chat
 
 VideoInput = Any  #: a video path, a `video_io.VideoFrames`, or a sequence of frames (any `ImageInput`)
@@ -58,11 +60,11 @@ class ModelInputs:
 
 @dataclass
 class VideoClip:
-    """Sampled frames of one video and their times (seconds)."""
+    """Sampled frames of one video and their times (seconds; None for a bare list of frames)."""
 
     frames: list[Image.Image]
-    timestamps: list[float]
-    duration: float
+    timestamps: list[float] | None
+    duration: float | None
 
 
 @dataclass
@@ -76,6 +78,11 @@ class EncodedSample:
     video_tiles: list[Image.Image] = field(default_factory=list)  #: one 448 resize per frame
     video_frame_counts: list[int] = field(default_factory=list)
     videos: list[VideoClip] = field(default_factory=list)
+
+
+def video_frame_size(cfg: NVILAConfig) -> tuple[int, int]:
+    """(width, height) every video frame is resized to: one square tile (`image_to_tiles`, not a single image)."""
+    return cfg.tile_size, cfg.tile_size
 
 
 def media_tensors(
@@ -93,11 +100,18 @@ def media_tensors(
 
 
 class NVILAProcessor:
-    """Turns (prompt, images) pairs into model inputs and token ids back into text."""
+    """Turns (prompt, images) pairs into model inputs and token ids back into text.
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: NVILAConfig) -> None:
+    `video_timestamps`: write each video's frame times before its placeholder ("The video frames were sampled
+    at 0.5s, 1.5s, ...", `temporal.timestamp_prefix`), for temporal-localization prompts.
+    """
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, config: NVILAConfig, *, video_timestamps: bool = False
+    ) -> None:
         self.tokenizer = tokenizer
         self.config = config
+        self.video_timestamps = video_timestamps
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         if self.image_token_id != config.image_token_id:
             raise ValueError(
@@ -171,21 +185,32 @@ class NVILAProcessor:
         sample.videos.append(clip)
         # one placeholder stands for every pooled frame group: t tokens + the media end after each group
         counts.append(-tokens.pooled_frames)
-        return VIDEO_TOKEN
+        if not self.video_timestamps:
+            return VIDEO_TOKEN
+        if clip.timestamps is None:
+            raise MediaError(
+                "video_timestamps needs each frame's time: give the video as a file path or `VideoFrames`, "
+                "not a bare list of frames"
+            )
+        return timestamp_prefix(clip.timestamps) + VIDEO_TOKEN
 
     def load_video(self, video: VideoInput) -> VideoClip:
-        """A path (sampled with the config's frame count / fps), `VideoFrames`, or a list of frames."""
+        """A path (sampled with the config's frame count / fps), `VideoFrames`, or a list of frames.
+
+        Frames read from a path are resized to one tile while decoding (`video_frame_size`), which keeps long
+        videos out of memory at full resolution and gives the same pixels as resizing them later.
+        """
         if isinstance(video, (str, os.PathLike)):
             from nvila.video_io import load_video
 
-            decoded = load_video(video, self.config.num_video_frames, self.config.fps)
-            return VideoClip([load_image(f) for f in decoded.frames], list(decoded.timestamps), decoded.duration)
+            cfg = self.config
+            video = load_video(video, cfg.num_video_frames, cfg.fps, size=video_frame_size(cfg))
         if hasattr(video, "frames") and hasattr(video, "timestamps"):
             return VideoClip([load_image(f) for f in video.frames], list(video.timestamps), float(video.duration))
         frames = [load_image(f) for f in video]
         if not frames:
             raise MediaError("a video needs at least one frame")
-        return VideoClip(frames, [float(i) for i in range(len(frames))], float(len(frames)))
+        return VideoClip(frames, None, None)
 
     def _expand(self, ids: list[int], labels: list[int], per_placeholder: list[int]) -> tuple[list[int], list[int]]:
         """Replace the k-th media token by its embedding positions + media-end ids (no labels).

@@ -1,20 +1,27 @@
 """Reading a video as a few sampled RGB frames (PyAV).
 
 Owns: opening a video file, choosing the sample times (uniform over the video, or at a target fps capped at
-N), decoding only what is needed to get the frame shown at each time, display-matrix rotation/flips, and
-refusing what cannot or should not be decoded with a `MediaError`. Does not own resizing, temporal pooling or
-time tokens (video processing), nor images (`image_io`).
+N), decoding only what is needed to get the frame shown at each time, display-matrix rotation/flips, an
+optional resize of each picked frame as soon as it is decoded (`size`: 256 frames of 1080p are never held at
+full resolution), and refusing what cannot or should not be decoded with a `MediaError`. Does not own temporal
+pooling or time tokens (video processing), nor images (`image_io`).
 
 Sampling rule (all times in seconds from the video stream's start, computed exactly with fractions):
 - D, the duration, runs from the stream's start to the end of its last packet (read from packet headers);
-- uniform: the centres of N equal segments of D, t_i = (i + 1/2) * D / N;
+- uniform, sampling="centres" (default): the centres of N equal segments of D, t_i = (i + 1/2) * D / N;
+- uniform, sampling="linspace": the official NVILA loader's frame indices k_i = round(linspace(0, n - 1, N))
+  (numpy's rounding; first and last frame included), as times t_i = (k_i + 1/2) * D / n, the middle of frame
+  k_i of a constant-rate video. n = round(D * average frame rate) (the header's frame count without a rate;
+  segment centres, with a note, without either). Repeated indices (n < N) repeat the frame, as the official
+  loader does, so N frames come back;
 - fps > 0: t_j = (j + 1/2) / fps for every t_j < D (D / 2 when there is none); when that is more than N
-  times, N uniform times instead (the whole video stays covered at a lower rate);
+  times, N uniform times instead (the whole video stays covered at a lower rate). The official loader's fps
+  mode keeps the first N periods instead, dropping the rest of a long video; that is not reproduced;
 - each time picks the frame *shown* at that time: the last frame whose pts <= t (pts * time_base, so
   variable frame rates are exact). A constant-rate video of n frames gives frame floor((i + 1/2) * n / N).
-  Times that land on an already-picked frame (videos with fewer than N frames) are dropped, never repeated.
-The official NVILA loader instead takes round(linspace(0, n - 1, N)) frame indices (first and last frame
-included, repeats kept); both cover the whole video.
+  With "centres", times that land on an already-picked frame (videos with fewer than N frames) are dropped,
+  never repeated.
+Both rules cover the whole video; "linspace" reproduces the official frames exactly for constant-rate videos.
 
 Decoding never holds more than three decoded frames plus the chosen ones: it decodes forward to each time and
 seeks (to the keyframe before the time) only when the container's index shows a keyframe between the current
@@ -37,6 +44,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
@@ -63,6 +71,9 @@ MAX_SEEK_RETRIES = 3
 #: The duration is read from the packets of this many last seconds (seconds).
 PROBE_TAIL_S = 5
 STRATEGIES = ("auto", "seek", "sequential")
+SAMPLINGS = ("centres", "linspace")
+#: The filter of the resize while decoding: the one `image_processing` resizes tiles with, so the two agree.
+RESAMPLE = Image.Resampling.BICUBIC
 
 # Display-matrix (a, b, c, d) signs, FFmpeg's convention (x' = a x + c y, y' = b x + d y, y pointing down),
 # -> the PIL transpose that shows the frame upright. None: already upright.
@@ -82,7 +93,7 @@ _ORIENTATIONS: dict[tuple[int, int, int, int], Image.Transpose | None] = {
 class VideoFrames:
     """Frames sampled from one video, with what the sampling had to work around."""
 
-    frames: list[Image.Image]  #: RGB, upright (display matrix applied), in time order
+    frames: list[Image.Image]  #: RGB, upright (display matrix applied), in time order; `size` when given
     timestamps: list[float]  #: presentation time of each frame, seconds from the video stream's start
     duration: float  #: seconds
     source_fps: float  #: the stream's average frame rate (0.0 when unknown)
@@ -90,22 +101,37 @@ class VideoFrames:
     notes: list[str] = field(default_factory=list)  #: one line per workaround, e.g. skipped corrupt packets
 
 
-def load_video(path: str | os.PathLike, num_frames: int, fps: float = 0.0, *, strategy: str = "auto") -> VideoFrames:
+def load_video(
+    path: str | os.PathLike,
+    num_frames: int,
+    fps: float = 0.0,
+    *,
+    sampling: str = "centres",
+    size: tuple[int, int] | None = None,
+    strategy: str = "auto",
+) -> VideoFrames:
     """Sample up to `num_frames` frames from the video at `path` (see the module docstring for the rule).
 
-    `fps` > 0 samples at that rate, capped at `num_frames`. `strategy` ("auto", "seek", "sequential") only
-    changes how the same frames are reached; the non-default values exist for benchmarks and tests.
+    `fps` > 0 samples at that rate, capped at `num_frames`. `sampling` chooses the uniform rule: "centres"
+    (segment centres) or "linspace" (the official NVILA frame indices). `size` = (width, height) px resizes
+    each frame to exactly that (bicubic, after rotation) as soon as it is decoded, so the frames never sit in
+    memory at full resolution; it is the resize `image_processing` gives a video frame for a tile of that
+    size, which then has nothing left to do (identical pixels).
+    `strategy` ("auto", "seek", "sequential") only changes how the same frames are reached; the non-default
+    values exist for benchmarks and tests.
     """
-    _check_request(num_frames, fps, strategy)
+    _check_request(num_frames, fps, strategy, sampling, size)
     num_frames, fps, path = int(num_frames), float(fps), _check_path(path)
     with _open(path) as container:
         stream = _video_stream(container, path)
         duration = _duration(path, _declared_duration(stream))
-        times, notes = _sample_times(duration, num_frames, fps)
-        sampler = _Sampler(container, stream, path, duration, strategy)
-        picks = sampler.pick(times)
-        notes += sampler.notes(len(times), num_frames)
         rate = stream.average_rate or stream.guessed_rate
+        frame_count = max(1, round(duration * rate)) if rate else stream.frames or None
+        times, notes = _sample_times(duration, num_frames, fps, sampling, frame_count)
+        sampler = _Sampler(container, stream, path, duration, strategy, size)
+        repeat = sampling == "linspace"
+        picks = sampler.pick(times, repeat=repeat)
+        notes += sampler.notes(len(times), num_frames, repeat=repeat)
     return VideoFrames(
         frames=[image for _, image in picks],
         timestamps=[float(t) for t, _ in picks],
@@ -116,13 +142,21 @@ def load_video(path: str | os.PathLike, num_frames: int, fps: float = 0.0, *, st
     )
 
 
-def _check_request(num_frames: int, fps: float, strategy: str) -> None:
+def _check_request(num_frames: int, fps: float, strategy: str, sampling: str, size: tuple[int, int] | None) -> None:
     if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral) or num_frames < 1:
         raise MediaError(f"num_frames must be an integer >= 1; got {num_frames!r}")
     if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or fps < 0:
         raise MediaError(f"fps must be a finite number >= 0 (0 = uniform sampling); got {fps!r}")
     if strategy not in STRATEGIES:
         raise MediaError(f"unknown decoding strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if sampling not in SAMPLINGS:
+        raise MediaError(f"unknown frame sampling {sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+    if size is not None and not (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and 1 <= n <= MAX_VIDEO_SIDE for n in size)
+    ):
+        raise MediaError(f"size must be (width, height) in pixels, each 1..{MAX_VIDEO_SIDE}, or None; got {size!r}")
 
 
 def _check_path(path: str | os.PathLike) -> Path:
@@ -247,10 +281,13 @@ def _frame_ticks(stream: av.video.stream.VideoStream) -> int:
     return int(1 / (rate * stream.time_base)) if rate else 0
 
 
-def _sample_times(duration: Fraction, num_frames: int, fps: float) -> tuple[list[Fraction], list[str]]:
-    """Sample times in seconds from the stream start (the module docstring's rule) and a note when capped."""
+def _sample_times(
+    duration: Fraction, num_frames: int, fps: float, sampling: str, frame_count: int | None
+) -> tuple[list[Fraction], list[str]]:
+    """Sample times in seconds from the stream start (the module docstring's rule) and notes on what changed."""
     if duration <= 0:
         return [Fraction(0)], []
+    notes = []
     if fps > 0:
         rate = Fraction(fps)
         count = math.ceil(duration * rate - Fraction(1, 2))  # j with (j + 1/2) / fps < D
@@ -258,11 +295,15 @@ def _sample_times(duration: Fraction, num_frames: int, fps: float) -> tuple[list
             return [duration / 2], []
         if count <= num_frames:
             return [(j + Fraction(1, 2)) / rate for j in range(count)], []
-        notes = [
+        notes.append(
             f"fps={fps:g} gives {count} frames over {float(duration):.2f} s; capped at {num_frames} spread uniformly"
-        ]
+        )
+    if sampling == "linspace" and frame_count is None:
+        notes.append("the frame count is unknown (no frame rate): sampled segment centres instead of linspace")
+    if sampling == "centres" or frame_count is None:
         return [(i + Fraction(1, 2)) * duration / num_frames for i in range(num_frames)], notes
-    return [(i + Fraction(1, 2)) * duration / num_frames for i in range(num_frames)], []
+    indices = np.round(np.linspace(0, frame_count - 1, num_frames)).astype(int)  # the official loader's indices
+    return [(int(k) + Fraction(1, 2)) * duration / frame_count for k in indices], notes
 
 
 class _Sampler:
@@ -272,9 +313,12 @@ class _Sampler:
     first one after it, kept for the next time) and `last` (the latest decoded, to report a truncated end).
     """
 
-    def __init__(self, container, stream, path: Path, duration: Fraction, strategy: str) -> None:
+    def __init__(
+        self, container, stream, path: Path, duration: Fraction, strategy: str, size: tuple[int, int] | None = None
+    ) -> None:
         self.container, self.stream, self.path, self.duration = container, stream, path, duration
         self.strategy = strategy
+        self.size = None if size is None else (int(size[0]), int(size[1]))
         self.time_base = stream.time_base
         self.start = stream.start_time or 0
         self.frame_ticks = _frame_ticks(stream)
@@ -291,31 +335,37 @@ class _Sampler:
         self.frames = self._decode()
         self.reformatter = VideoReformatter()
 
-    def pick(self, times: list[Fraction]) -> list[tuple[Fraction, Image.Image]]:
-        """(frame time in seconds from the start, RGB image) for each distinct frame shown at `times` (seconds)."""
+    def pick(self, times: list[Fraction], *, repeat: bool = False) -> list[tuple[Fraction, Image.Image]]:
+        """(frame time in seconds from the start, RGB image) for each distinct frame shown at `times` (seconds).
+
+        `repeat`: a time showing the frame already picked repeats it instead (one pick per time).
+        """
         picks: list[tuple[Fraction, Image.Image]] = []
         last_pts = None
         for t in times:
             frame = self._frame_at(self.start + t / self.time_base)
             pts = _pts(frame)
-            if pts == last_pts:
-                continue  # already picked: a video with fewer frames than times
+            if pts == last_pts:  # already picked: a video with fewer frames than times
+                if repeat:
+                    picks.append(picks[-1])
+                continue
             last_pts = pts
             self.picked += 1
             self.corrupt_frames += bool(frame.is_corrupt)
             picks.append((Fraction(pts - self.start) * self.time_base, self._to_image(frame)))
         return picks
 
-    def notes(self, num_times: int, requested: int) -> list[str]:
+    def notes(self, num_times: int, requested: int, *, repeat: bool = False) -> list[str]:
         notes = []
         if self.picked < num_times:
             known = self.stream.frames
+            used = f"{self.picked} distinct, repeated to {num_times}" if repeat else str(self.picked)
             if known and known == self.picked:
-                notes.append(f"video has {known} frames, {requested} requested: used {self.picked}")
+                notes.append(f"video has {known} frames, {requested} requested: used {used}")
             else:
                 notes.append(
                     f"{num_times - self.picked} of {num_times} sample times fell on an already-chosen frame "
-                    f"(a short or variable-frame-rate video): used {self.picked}"
+                    f"(a short or variable-frame-rate video): used {used}"
                 )
         if self.corrupt_packets:
             notes.append(f"skipped {self.corrupt_packets} corrupt packets")
@@ -455,7 +505,8 @@ class _Sampler:
         # fromarray(to_ndarray()) is ~1.6x faster than VideoFrame.to_image for 720p.
         image = Image.fromarray(self.reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray())
         transpose = _orientation(frame)
-        return image.transpose(transpose) if transpose is not None else image
+        image = image.transpose(transpose) if transpose is not None else image
+        return image if self.size is None else image.resize(self.size, RESAMPLE)
 
 
 def _pts(frame) -> int:

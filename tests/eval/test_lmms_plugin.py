@@ -1,7 +1,7 @@
 """The lmms-eval plugin against lmms-eval's real `lmms` base class, `Instance` and model registry, on a tiny model.
 
-lmms-eval is an optional extra whose full dependency set cannot be installed beside CPU torch; it is installed
-with --no-deps plus the few modules its model base imports (pytz, loguru, jinja2). Without them these tests skip.
+lmms-eval is installed with --no-deps next to the `nvila[lmms]` extra (`make setup`; see docs/evaluation.md).
+Without it these tests skip. tests/eval/test_lmms_run.py runs lmms-eval's evaluator itself.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ try:
 except ImportError as e:  # lmms-eval, or a module its base class imports, is missing
     pytest.skip(
         f"lmms-eval's model API cannot be imported ({e}); install it with "
-        "pip install --no-deps lmms-eval==0.7.3 pytz loguru jinja2",
+        "pip install -e '.[lmms]' && pip install --no-deps lmms-eval==0.7.3",
         allow_module_level=True,
     )
 
@@ -40,8 +40,9 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(checkpoint):
-    # the way lmms-eval's evaluator builds a model from --model_args
-    lm = NVILA.create_from_arg_string(f"pretrained={checkpoint},batch_size=2", {"batch_size": None, "device": "cpu"})
+    # the way lmms-eval's evaluator builds a model from --model_args (it always passes --batch_size, default 1)
+    evaluator_args = {"batch_size": 1, "max_batch_size": None, "device": "cpu"}
+    lm = NVILA.create_from_arg_string(f"pretrained={checkpoint},batch_size=2", evaluator_args)
     lm.task_dict = {"toy": {"test": {0: {"image": Image.new("RGB", (64, 48), "red")},
                                      1: {"image": Image.new("RGB", (40, 64), "blue")},
                                      2: {"image": Image.new("RGB", (64, 64), "green")}}}}  # fmt: skip

@@ -40,38 +40,49 @@ def pipeline(tiny) -> NVILAPipeline:
 
 
 class ScriptedModel:
-    """Stands in for the model in tests of the server's mechanics: yields `token_ids` one per step (cycling
-    forever with `repeat`), sleeping `delay` s before each, and records every token generator it opens and
-    every one that gets closed."""
+    """Stands in for the model in tests of the server's mechanics: an `nvila.engine.Runner` with `slots` slots
+    whose every sequence answers `token_ids`, one per step (cycling forever with `repeat`), sleeping `delay` s
+    before each batched step. Records sequences admitted (`started`), slots freed (`closed`) and tokens
+    produced (`steps`)."""
 
-    def __init__(self, token_ids: Sequence[int], delay: float = 0.0, repeat: bool = False) -> None:
-        self.token_ids, self.delay, self.repeat = list(token_ids), delay, repeat
+    def __init__(self, token_ids: Sequence[int], vocab: int, delay: float = 0.0, repeat: bool = False, slots: int = 8):
+        self.token_ids, self.vocab, self.delay, self.repeat = list(token_ids), vocab, delay, repeat
+        self.slots, self.max_len, self.device = slots, 10**9, torch.device("cpu")
         self.started = 0
         self.closed = 0
         self.steps = 0
-        self.last_options: GenerationOptions | None = None
+        self._position: dict[int, int] = {}  # slot -> tokens produced
 
-    def generate_tokens(self, input_ids, options, **kwargs) -> Iterator[torch.Tensor]:
-        self.started += 1
-        self.last_options = options
-        try:
-            for k in range(options.max_new_tokens):
-                if k >= len(self.token_ids) and not self.repeat:
-                    return
-                time.sleep(self.delay)
-                self.steps += 1
-                yield torch.tensor([self.token_ids[k % len(self.token_ids)]])
-        finally:
-            self.closed += 1
+    def _next(self, slots: Sequence[int]) -> torch.Tensor:
+        time.sleep(self.delay)
+        logits = torch.full((len(slots), self.vocab), float("-inf"))
+        for row, slot in enumerate(slots):
+            k = self._position[slot]
+            self._position[slot] = k + 1
+            logits[row, self.token_ids[k % len(self.token_ids) if self.repeat else min(k, len(self.token_ids) - 1)]] = 0
+        self.steps += len(slots)
+        return logits
+
+    def prefill(self, prompts, features) -> torch.Tensor:
+        self.started += len(prompts)
+        self._position.update({p.slot: 0 for p in prompts})
+        return self._next([p.slot for p in prompts])
+
+    def decode(self, slots, tokens) -> torch.Tensor:
+        return self._next(slots)
+
+    def free(self, slot: int) -> None:
+        self.closed += 1
+        del self._position[slot]
 
 
-def scripted_pipeline(pipeline: NVILAPipeline, text: str, delay: float = 0.0, repeat: bool = False, eos: bool = True):
+def scripted_pipeline(pipeline: NVILAPipeline, text: str, delay: float = 0.0, repeat: bool = False, slots: int = 8):
     """A pipeline whose model answers `text` (then the end token unless `repeat`), with the real processor."""
     processor = pipeline.processor
     ids = processor.tokenizer(text, add_special_tokens=False).input_ids
-    if eos and not repeat:
+    if not repeat:
         ids = ids + processor.eos_token_ids[:1]
-    return NVILAPipeline(ScriptedModel(ids, delay, repeat), processor)
+    return NVILAPipeline(ScriptedModel(ids, len(processor.tokenizer), delay, repeat, slots), processor)
 
 
 @pytest.fixture

@@ -139,9 +139,9 @@ def test_image_parts_become_placeholders_where_they_were():
             ]
         }
     )
-    messages, urls = flatten_messages(request, ServeSettings())
+    messages, urls, video_urls = flatten_messages(request, ServeSettings())
     assert [m["content"] for m in messages] == ["Compare<image>with", "<image>"]
-    assert urls == ["data:a", "data:b"]
+    assert urls == ["data:a", "data:b"] and video_urls == []
 
 
 async def test_seeded_sampling_repeats_and_parameters_reach_the_model(asgi, pipeline):

@@ -33,12 +33,21 @@ def test_help_lists_every_flag_with_examples():
         "--timeout",
         "--max-request-bytes",
         "--max-images",
+        "--max-frames",
+        "--max-batch",
+        "--max-len",
+        "--vision-cache-mib",
+        "--compile",
     ):
         assert flag in text, flag
     assert "examples:" in text and "nvila serve --model" in text and "curl" in text
 
 
-@pytest.mark.parametrize("bad", [["--max-concurrent", "0"], ["--timeout", "-1"], ["--port", "http"]])
+@pytest.mark.parametrize(
+    "bad",
+    [["--max-concurrent", "0"], ["--timeout", "-1"], ["--port", "http"], ["--max-frames", "0"]]
+    + [["--max-batch", "0"], ["--vision-cache-mib", "-1"]],
+)
 def test_bad_values_are_usage_errors(bad, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parser().parse_args(bad)
@@ -53,6 +62,7 @@ def test_run_serve_loads_the_default_model_and_hands_settings_to_uvicorn(monkeyp
     monkeypatch.setenv("NVILA_API_KEY", "from-env")
     args = parser().parse_args(
         ["--port", "8123", "--allow-local-media", str(tmp_path), "--max-concurrent", "3", "--max-tokens-cap", "99"]
+        + ["--max-frames", "12", "--max-batch", "5", "--max-len", "300", "--vision-cache-mib", "0"]
     )
     assert run_serve(args) == 0
     ((app, kwargs),) = calls
@@ -61,6 +71,10 @@ def test_run_serve_loads_the_default_model_and_hands_settings_to_uvicorn(monkeyp
     assert settings.model_name == "nvila-small"  # nvila.assets.DEFAULT_MODEL
     assert settings.api_key == "from-env" and settings.allow_local_media == tmp_path.resolve()
     assert settings.max_concurrent == 3 and settings.max_tokens_cap == 99 and app.state.admission.limit == 3
+    assert settings.max_frames == 12
+    assert (settings.engine.max_batch, settings.engine.max_len, settings.engine.vision_cache_bytes) == (5, 300, 0)
+    runner = app.state.engine.core.runner
+    assert (runner.slots, runner.max_len) == (5, 300)  # the KV cache was allocated for them
     app.state.engine.close()
 
     calls.clear()

@@ -74,7 +74,7 @@ async def test_requests_beyond_the_bound_get_429_and_slots_come_back(asgi, pipel
 
 @pytest.mark.anyio
 async def test_timeouts_are_504_and_stop_generation_queued_or_running(asgi, pipeline):
-    pipe = scripted_pipeline(pipeline, "and on", delay=0.01, repeat=True)
+    pipe = scripted_pipeline(pipeline, "and on", delay=0.01, repeat=True, slots=1)  # the second one waits
     client = asgi(pipe, timeout_s=0.4, max_tokens_cap=100_000)
     running = asyncio.create_task(client.post(URL, json=chat("hi", max_tokens=100_000)))
     await asyncio.sleep(0.05)
@@ -104,7 +104,7 @@ async def test_timeouts_are_504_and_stop_generation_queued_or_running(asgi, pipe
 
 @pytest.mark.anyio
 async def test_a_queued_request_whose_client_leaves_never_runs(asgi, pipeline):
-    pipe = scripted_pipeline(pipeline, "step", delay=0.01, repeat=True)
+    pipe = scripted_pipeline(pipeline, "step", delay=0.01, repeat=True, slots=1)  # the second one waits
     client = asgi(pipe)
     admission = client.app.state.admission
     running = asyncio.create_task(client.post(URL, json=chat("hi", max_tokens=30)))

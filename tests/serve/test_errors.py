@@ -147,11 +147,6 @@ async def test_remote_and_unknown_urls_are_refused(client):
     assert_error(await client.post(URL, json=chat([image_part("ftp://host/a.png")])), 400, "invalid_image_url")
 
 
-async def test_video_parts_are_accepted_by_the_schema_but_refused(client):
-    body = chat([{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}, text_part("what?")])
-    assert_error(await client.post(URL, json=body), 400, "video_unsupported", "video input is not supported")
-
-
 async def test_content_that_cannot_be_placed_is_400(client):
     image = image_part(data_uri(png_bytes()))
     cases = [

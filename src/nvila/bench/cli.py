@@ -24,7 +24,9 @@ examples:
   nvila bench --size small                      # CPU, minutes: writes docs/performance.md + plots
   nvila bench --size small --cases images --models nvila,qwen2-vl --repeats 5
   nvila bench --size full --device cuda         # real 2B/8B-class widths in bf16, with % of GPU peak
-  nvila bench --from-json results.json --out docs/performance.md   # re-render a saved run"""
+  nvila bench --from-json results.json --out docs/performance.md   # re-render a saved run
+  nvila bench --cases videos --frames 256 --repeats 2 --merge docs/performance/results.json
+                                                # add cases to a saved run, re-render the whole"""
 
 
 def model_list(text: str) -> list[str]:
@@ -41,6 +43,11 @@ def model_list(text: str) -> list[str]:
     if missing:
         raise argparse.ArgumentTypeError(f"{', '.join(missing)}: not in this transformers version; upgrade it")
     return list(dict.fromkeys(names))
+
+
+def frame_list(text: str) -> list[int]:
+    """'64,256' -> [64, 256]: video lengths in sampled frames."""
+    return [positive_int(n.strip()) for n in text.split(",")]
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
@@ -64,20 +71,37 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-frames", type=positive_int, default=None, metavar="N", help="skip longer videos (default: 64, full: 256)"
     )
+    p.add_argument(
+        "--frames", type=frame_list, default=None, metavar="N1,N2", help="run videos of exactly these frame counts"
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: float32, full: bfloat16)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("docs/performance.md"), help="markdown report; plots go next to it")
+    p.add_argument(
+        "--note", action="append", default=[], metavar="TEXT", help="a line for the report's setup, e.g. other load"
+    )
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also save the raw results as JSON")
     p.add_argument("--from-json", type=Path, default=None, metavar="PATH", help="only re-render a saved run")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="add this run's cases to the saved run PATH (same settings; replaces the same model and case), "
+        "write it back and report the whole",
+    )
 
 
 def _command_line(args: argparse.Namespace, models: list[str], max_frames: int) -> str:
     parts = ["nvila bench", f"--size {args.size}", f"--cases {args.cases}", f"--models {','.join(models)}"]
-    parts += [f"--repeats {args.repeats}", f"--decode-tokens {args.decode_tokens}", f"--max-frames {max_frames}"]
+    parts += [f"--repeats {args.repeats}", f"--decode-tokens {args.decode_tokens}"]
+    parts.append(f"--frames {','.join(map(str, args.frames))}" if args.frames else f"--max-frames {max_frames}")
     if args.threads:
         parts.append(f"--threads {args.threads}")
+    if args.merge:
+        parts.append(f"--merge {args.merge}")
     return " ".join([*parts, f"--out {args.out}"])
 
 
@@ -86,15 +110,12 @@ def run_bench(args: argparse.Namespace) -> int:
     import torch
 
     from nvila.bench.peers import available_models
-    from nvila.bench.report import peak_table, summary_text, write_report
-    from nvila.bench.runner import BenchResult, cases_for, run_bench_cases
+    from nvila.bench.report import peak_table, summary_text, write_atomic, write_report
+    from nvila.bench.runner import cases_for, check_mergeable, machine_info, merge_results, run_bench_cases
     from nvila.checkpoint import resolve_device, resolve_dtype
 
     if args.from_json is not None:
-        try:
-            result = BenchResult.from_json(args.from_json.read_text())
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"cannot read bench results from {args.from_json}: {e}") from None
+        result = _load(args.from_json)
         written = write_report(result, args.out, result.settings.get("command", ""))
         print("\n".join(f"wrote {path}" for path in written))
         return 0
@@ -106,7 +127,14 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.size == "full" and device.type == "cpu":
         log.warning("--size full builds 8B-class models; on a CPU this takes hours and tens of GB per model")
     max_frames = args.max_frames or (256 if args.size == "full" else 64)
-    cases, notes = cases_for(args.cases, max_frames)
+    if args.frames and args.cases == "images":
+        raise ConfigError("--frames chooses video lengths; use it with --cases videos or all")
+    base = None
+    if args.merge is not None:  # an unreadable or unmergeable run fails before measuring
+        base = _load(args.merge)
+        planned = {"size": args.size, "dtype": str(dtype).removeprefix("torch."), "decode_tokens": args.decode_tokens}
+        check_mergeable(base, planned, machine_info(device))
+    cases, notes = cases_for(args.cases, max_frames, args.frames)
     command = _command_line(args, models, max_frames)
     result = run_bench_cases(
         models,
@@ -117,16 +145,28 @@ def run_bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         decode_tokens=args.decode_tokens,
         seed=args.seed,
-        notes=notes,
+        notes=[*notes, *args.note],
     )
     result.settings["command"] = command
+    print(summary_text(result))  # this run's cases only
+    if base is not None:
+        result = merge_results(base, result)
+        write_atomic(args.merge, lambda tmp: Path(tmp).write_text(result.to_json()))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(result.to_json())
-    written = write_report(result, args.out, command)
-    print(summary_text(result))
+        write_atomic(args.json, lambda tmp: Path(tmp).write_text(result.to_json()))
+    written = write_report(result, args.out, result.settings["command"])
     peak = peak_table(result)  # only on a GPU of the peak table
     if peak:
         print("\n".join(peak))
     print("\n".join(f"wrote {path}" for path in written))
     return 0
+
+
+def _load(path: Path):
+    """A saved `BenchResult`, or a `ConfigError` saying why it cannot be read."""
+    from nvila.bench.runner import BenchResult
+
+    try:
+        return BenchResult.from_json(path.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"cannot read bench results from {path}: {e}") from None

@@ -2,7 +2,8 @@
 
 Owns: the case list (image sizes, video frame counts), `measure_case` (visual tokens, vision time,
 time to first token, decode throughput, peak memory, repeated with a warm-up), `run_bench_cases` (every
-model over every case, one model in memory at a time), the result record (JSON round trip) and the
+model over every case, one model in memory at a time), the result record (JSON round trip, merging a run
+of extra cases into a saved one) and the
 arithmetic for the fraction of a GPU's peak. Does not own model building (`peers`) or reports (`report`).
 
 Definitions (batch of one, greedy, inputs already preprocessed and on the device):
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -62,22 +64,32 @@ class Case:
         return self.width * self.height / 1e6
 
 
-def cases_for(selection: str, max_frames: int) -> tuple[list[Case], list[str]]:
-    """The cases of "images", "videos" or "all", and notes on what `max_frames` left out."""
+def cases_for(selection: str, max_frames: int, frames: Sequence[int] | None = None) -> tuple[list[Case], list[str]]:
+    """The cases of "images", "videos" or "all", and notes on what `max_frames` left out.
+
+    `frames` replaces the standard video lengths (`VIDEO_FRAMES` up to `max_frames`) by exactly these.
+    """
     if selection not in CASE_SETS:
         raise ConfigError(f"unknown case set {selection!r}; known: {', '.join(CASE_SETS)}")
     cases: list[Case] = []
     notes: list[str] = []
     if selection in ("images", "all"):
         cases += [Case("image", w, h) for w, h in IMAGE_SIZES]
-    if selection in ("videos", "all"):
+    if selection in ("videos", "all") and frames:
+        cases += [Case("video", frames=n) for n in sorted(set(frames))]
+    elif selection in ("videos", "all"):
         cases += [Case("video", frames=n) for n in VIDEO_FRAMES if n <= max_frames]
         skipped = [n for n in VIDEO_FRAMES if n > max_frames]
         if skipped:
-            notes.append(
-                f"videos of {', '.join(map(str, skipped))} frames were not run (frames capped at {max_frames})"
-            )
+            notes.append(skipped_note(skipped, f"frames capped at {max_frames}"))
     return cases, notes
+
+
+_SKIPPED = re.compile(r"videos of ([\d, ]+) frames were not run(?: \((.*)\))?")
+
+
+def skipped_note(frames: Sequence[int], reason: str | None) -> str:
+    return f"videos of {', '.join(map(str, frames))} frames were not run" + (f" ({reason})" if reason else "")
 
 
 # ---- results -------------------------------------------------------------------------------------------
@@ -130,6 +142,59 @@ class BenchResult:
         data = json.loads(text)
         data["measurements"] = [Measurement(**m) for m in data["measurements"]]
         return cls(**data)
+
+
+#: Settings two runs must share for their measurements to sit in one report.
+MERGE_KEYS = ("size", "dtype", "decode_tokens", "video_frame_size", "text_config")
+
+
+def check_mergeable(base: BenchResult, settings: dict[str, Any], machine: dict[str, Any]) -> None:
+    """Raise `ConfigError` unless a run with `settings` (those given of `MERGE_KEYS`) on `machine` fits `base`."""
+    for key in (k for k in MERGE_KEYS if k in settings):
+        if base.settings.get(key) != settings[key]:
+            raise ConfigError(
+                f"cannot merge runs with different {key} ({base.settings.get(key)} vs {settings[key]}); "
+                "rerun the extra cases with the saved run's settings"
+            )
+    for key in ("cpu", "device_name"):
+        if base.machine.get(key) != machine.get(key):
+            raise ConfigError(
+                f"cannot merge runs from different machines ({key} {base.machine.get(key)!r} vs {machine.get(key)!r})"
+            )
+
+
+def merge_results(base: BenchResult, extra: BenchResult) -> BenchResult:
+    """`base` with the measurements of `extra` (a run of a few more cases) added, replacing the same model and case.
+
+    Ratios stay within one run as long as `extra` measured every model it is compared with on its cases.
+    `extra` is recorded in `settings["merged_runs"]` (its command, cases, repeats and CPU load), and the
+    note on skipped video lengths keeps only those still missing.
+    """
+    check_mergeable(base, extra.settings, extra.machine)
+    new_keys = {(m.model, m.case) for m in extra.measurements}
+    measurements = [m for m in base.measurements if (m.model, m.case) not in new_keys] + extra.measurements
+    measurements.sort(key=lambda m: (m.kind != "image", m.width * m.height if m.kind == "image" else m.frames))
+    known = {info["name"] for info in base.models}
+    models = base.models + [info for info in extra.models if info["name"] not in known]
+    measured = {m.frames for m in measurements if m.kind == "video"}
+    notes = []
+    for note in [*base.notes, *(n for n in extra.notes if n not in base.notes)]:
+        match = _SKIPPED.fullmatch(note)
+        if match is None:
+            notes.append(note)
+            continue
+        missing = [n for n in map(int, match.group(1).split(",")) if n not in measured]
+        if missing:
+            notes.append(skipped_note(missing, match.group(2)))
+    run = {
+        "command": extra.settings.get("command", ""),
+        "cases": list(dict.fromkeys(m.case for m in extra.measurements)),
+        "repeats": extra.settings["repeats"],
+        "torch_threads": extra.machine.get("torch_threads"),
+        "load_average": extra.machine.get("load_average"),
+    }
+    settings = {**base.settings, "merged_runs": [*base.settings.get("merged_runs", []), run]}
+    return BenchResult(base.machine, settings, models, measurements, notes)
 
 
 # ---- machine and memory --------------------------------------------------------------------------------

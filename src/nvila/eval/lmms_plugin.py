@@ -2,8 +2,9 @@
 
 Owns: the `NVILA` class on lmms-eval's `lmms` base (generate_until; the log-likelihood requests raise
 NotImplementedError) and `manifest()`, the payload of the "lmms_eval.models" entry point that registers it.
-lmms-eval is an optional extra (`pip install 'nvila[lmms]'`); importing this module without it raises an
-ImportError that says so. Does not own prompts or scoring: lmms-eval's tasks do that.
+lmms-eval is optional (`pip install 'nvila[lmms]'` then `pip install --no-deps lmms-eval==0.7.3`, as
+`make setup` does); importing this module without it raises an ImportError that says so. Does not own prompts
+or scoring: lmms-eval's tasks do that (`nvila.eval.lmms_task` writes one over an `nvila synth` dataset).
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 try:
     from lmms_eval.api.instance import Instance
     from lmms_eval.api.model import lmms
+    from lmms_eval.utils import simple_parse_args_string
 except ImportError as e:  # lmms-eval itself, or one of the modules its base class imports
     raise ImportError(
-        f"the nvila lmms-eval plugin needs lmms-eval ({e}); install it with pip install 'nvila[lmms]'"
+        f"the nvila lmms-eval plugin needs lmms-eval ({e}); install it with pip install 'nvila[lmms]' && "
+        "pip install --no-deps lmms-eval==0.7.3"
     ) from e
 
 from nvila.eval.loaders import VIDEO_SUFFIXES
@@ -53,6 +58,16 @@ class NVILA(lmms):
     """
 
     is_simple = True
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> NVILA:
+        """As lmms-eval's, except that a --model_args key wins over the evaluator's setting of the same name.
+
+        lmms-eval always passes its --batch_size (default 1); its own version then fails on batch_size=N in
+        --model_args with "got multiple values for keyword argument".
+        """
+        evaluator_args = {k: v for k, v in (additional_config or {}).items() if v is not None}
+        return cls(**{**evaluator_args, **simple_parse_args_string(arg_string)})
 
     def __init__(
         self,
@@ -101,6 +116,7 @@ class NVILA(lmms):
     def generate_until(self, requests: Sequence[Instance]) -> list[str]:
         """Answers in request order; consecutive requests with the same generation settings share a batch."""
         answers: list[str] = []
+        progress = tqdm(total=len(requests), desc="nvila", unit="request", disable=self.rank != 0)
         start = 0
         while start < len(requests):
             gen_kwargs = requests[start].args[1]
@@ -115,7 +131,9 @@ class NVILA(lmms):
             for request, output in zip(batch, outputs):
                 self.cache_hook.add_partial("generate_until", (request.args[0], gen_kwargs), output)
             answers += outputs
+            progress.update(len(batch))
             start = end
+        progress.close()
         return answers
 
     def loglikelihood(self, requests: Sequence[Instance]) -> list[tuple[float, bool]]:

@@ -30,14 +30,15 @@ from nvila import __version__
 from nvila.errors import NVILAError
 from nvila.generation import GenerationOptions
 from nvila.pipeline import NVILAPipeline
-from nvila.prompt import IMAGE_TOKEN
+from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 from nvila.serve import schema
 from nvila.serve.engine import Cancelled, Engine, EngineClosed, Event, Failed, Finished, Job, Step
 from nvila.serve.limits import Admission, ServeSettings
-from nvila.serve.media import load_request_image, load_request_video
+from nvila.serve.media import frames_per_video, load_request_image, load_request_video
 from nvila.serve.metrics import CONTENT_TYPE, ServerMetrics
 from nvila.serve.schema import ApiError
 from nvila.tokenizer import SPECIAL_TOKENS
+from nvila.video_io import VideoFrames
 
 log = logging.getLogger("nvila.serve")
 
@@ -53,8 +54,8 @@ def create_app(pipeline: NVILAPipeline, settings: ServeSettings | None = None) -
     """The server app around a loaded pipeline. The engine thread stops when the app's lifespan ends."""
     settings = settings or ServeSettings()
     admission = Admission(settings.max_concurrent)
-    metrics = ServerMetrics(lambda: admission.in_flight, settings.max_concurrent)
-    engine = Engine(pipeline.model, pipeline.processor, on_tokens=metrics.generated_tokens.inc)
+    metrics = ServerMetrics(lambda: admission.in_flight, settings.max_concurrent, lambda: engine.core.stats())
+    engine = Engine(pipeline.model, pipeline.processor, on_tokens=metrics.generated_tokens.inc, config=settings.engine)
     chat = ChatService(settings, engine, admission, metrics)
 
     @asynccontextmanager
@@ -180,17 +181,19 @@ def parse_request(body: bytes) -> schema.ChatCompletionRequest:
 def _check_text(text: str, k: int) -> str:
     for token in SPECIAL_TOKENS:
         if token in text:
-            hint = "; send images as image_url parts" if token == IMAGE_TOKEN else ""
+            hints = {IMAGE_TOKEN: "; send images as image_url parts", VIDEO_TOKEN: "; send videos as video_url parts"}
+            hint = hints.get(token, "")
             raise ApiError(400, f"message {k + 1} contains the reserved token {token!r}{hint}", "invalid_content")
     return text
 
 
 def flatten_messages(
     request: schema.ChatCompletionRequest, settings: ServeSettings
-) -> tuple[list[dict[str, str]], list[str]]:
-    """OpenAI messages -> the processor's conversation ({"role", "content"} with `<image>` where each image
-    part was) and the image URLs in order. Consecutive text parts are joined by a newline."""
-    messages, urls = [], []
+) -> tuple[list[dict[str, str]], list[str], list[str]]:
+    """OpenAI messages -> the processor's conversation ({"role", "content"} with `<image>` / `<vila/video>` where
+    each image / video part was), the image URLs and the video URLs in order. Consecutive text parts are joined
+    by a newline."""
+    messages, urls, video_urls = [], [], []
     for k, message in enumerate(request.messages):
         role = "system" if message.role == "developer" else message.role
         if message.content is None:
@@ -202,10 +205,13 @@ def flatten_messages(
         for part in message.content:
             if isinstance(part, schema.TextPart):
                 text += ("\n" if previous == "text" else "") + _check_text(part.text, k)
-            elif isinstance(part, schema.VideoPart):
-                load_request_video(part.video_url.url, settings)
             elif role != "user":
-                raise ApiError(400, f"message {k + 1}: images are only allowed in user messages", "invalid_content")
+                raise ApiError(
+                    400, f"message {k + 1}: images and videos are only allowed in user messages", "invalid_content"
+                )
+            elif isinstance(part, schema.VideoPart):
+                video_urls.append(part.video_url.url)
+                text += VIDEO_TOKEN
             else:
                 urls.append(part.image_url.url)
                 text += IMAGE_TOKEN
@@ -219,7 +225,7 @@ def flatten_messages(
             f"{len(urls)} images in one request, above this server's limit of {settings.max_images}",
             "too_many_images",
         )
-    return messages, urls
+    return messages, urls, video_urls
 
 
 def generation_options(request: schema.ChatCompletionRequest, settings: ServeSettings) -> GenerationOptions:
@@ -274,7 +280,8 @@ class ChatService:
                 f"model {req.model!r} not found; this server serves {self.settings.model_name!r}",
                 "model_not_found",
             )
-        messages, urls = flatten_messages(req, self.settings)
+        messages, urls, video_urls = flatten_messages(req, self.settings)
+        frames = frames_per_video(len(video_urls), self.engine.processor.config, self.settings)
         options = generation_options(req, self.settings)
         ticket = self.admission.try_acquire()
         if ticket is None:
@@ -284,7 +291,8 @@ class ChatService:
         deadline = arrival + self.settings.timeout_s
         try:
             images = await anyio.to_thread.run_sync(self._load_images, urls)
-            job = Job(messages, images, options, asyncio.get_running_loop(), on_done=ticket.release)
+            videos = await anyio.to_thread.run_sync(self._load_videos, video_urls, frames)
+            job = Job(messages, images, options, asyncio.get_running_loop(), on_done=ticket.release, videos=videos)
             self.engine.submit(job)
         except Exception as e:
             ticket.release()
@@ -314,6 +322,10 @@ class ChatService:
 
     def _load_images(self, urls: list[str]) -> list[Image.Image]:
         return [load_request_image(url, self.settings, k) for k, url in enumerate(urls)]
+
+    def _load_videos(self, urls: list[str], frames: int) -> list[VideoFrames]:
+        cfg = self.engine.processor.config
+        return [load_request_video(url, self.settings, k, frames, cfg) for k, url in enumerate(urls)]
 
     async def _complete(self, run: _Run, prompt_tokens: int) -> Response:
         pieces: list[str] = []
@@ -408,13 +420,26 @@ class _Run:
 
     async def next_event(self) -> Event:
         """The job's next event; raises a 504 `ApiError` once the deadline has passed."""
+        # asyncio.wait, not wait_for: wait_for (Python <= 3.11) can swallow the handler's cancellation when an
+        # event arrives at the same moment, and the job of a client that left would then run to the end
+        get = asyncio.ensure_future(self.job.events.get())
         try:
-            event = await asyncio.wait_for(self.job.events.get(), timeout=max(self.deadline - time.perf_counter(), 0))
-        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            done, _ = await asyncio.wait({get}, timeout=max(self.deadline - time.perf_counter(), 0))
+        except asyncio.CancelledError:  # the client left (or the server stops)
+            get.cancel()
+            if not self.ended:
+                self.metrics.aborted.inc(reason="disconnect")
+                self.ended = True
+                self.job.cancel()
+            raise
+        if done:
+            event = get.result()
+        else:
+            get.cancel()
             self.metrics.aborted.inc(reason="timeout")
             self.ended = True
             self.job.cancel()
-            raise ApiError(504, f"request timed out after {self.deadline - self.arrival:g} s", "timeout") from None
+            raise ApiError(504, f"request timed out after {self.deadline - self.arrival:g} s", "timeout")
         now = time.perf_counter()
         if isinstance(event, Step) and event.token and not self.first_token_seen:
             self.first_token_seen = True

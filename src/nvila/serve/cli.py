@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from nvila.argtypes import positive_float, positive_int
+from nvila.argtypes import non_negative_int, positive_float, positive_int
 
 log = logging.getLogger("nvila.serve")
 
@@ -20,11 +20,12 @@ HELP = (
     "  nvila serve                                    # the shipped model on http://127.0.0.1:8000\n"
     "  nvila serve --model ckpt/ --device cuda --dtype bfloat16 --port 8080\n"
     "  NVILA_API_KEY=secret nvila serve --host 0.0.0.0 --max-concurrent 16 --timeout 120\n"
+    "  nvila serve --model ckpt/ --device cuda --max-batch 32 --max-len 8192 --compile\n"
     "  nvila serve --allow-local-media ./images       # requests may name files inside ./images\n\n"
     "then:\n"
     "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\\n"
     '      -d \'{"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 32}\'\n'
-    "see docs/serving.md for images, streaming, limits and metrics"
+    "see docs/serving.md for images, videos, streaming, limits and metrics"
 )
 
 
@@ -45,7 +46,7 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         "--allow-local-media",
         type=Path,
         metavar="DIR",
-        help="let requests name image files (paths or file:// URLs) that resolve inside DIR (default: refused)",
+        help="let requests name image / video files (paths, file:// URLs) that resolve inside DIR (default: refused)",
     )
     p.add_argument(
         "--max-concurrent",
@@ -82,6 +83,36 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"images per request (default: {d.max_images})",
     )
+    p.add_argument(
+        "--max-frames",
+        type=positive_int,
+        default=d.max_frames,
+        metavar="N",
+        help="video frames per request over all videos; each video is sampled at the model's frame count, at "
+        f"most N (default: {d.max_frames})",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=d.engine.max_batch,
+        metavar="N",
+        help=f"KV cache slots: requests decoded together; more wait for a free slot (default: {d.engine.max_batch})",
+    )
+    p.add_argument(
+        "--max-len",
+        type=positive_int,
+        metavar="N",
+        help="tokens per slot, prompt + answer; the KV cache holds max-batch x N (default: the model's context)",
+    )
+    p.add_argument(
+        "--vision-cache-mib",
+        type=non_negative_int,
+        default=d.engine.vision_cache_bytes // MiB,
+        metavar="N",
+        help="MiB of visual embeddings kept so repeated images are not re-encoded; 0 turns it off "
+        f"(default: {d.engine.vision_cache_bytes // MiB})",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the decode step (CUDA only)")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -89,9 +120,10 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from nvila.assets import DEFAULT_MODEL
+    from nvila.engine.config import EngineConfig
     from nvila.pipeline import NVILAPipeline
     from nvila.serve.app import create_app
-    from nvila.serve.limits import ServeSettings
+    from nvila.serve.limits import MiB, ServeSettings
 
     model_path = Path(args.model) if args.model else DEFAULT_MODEL
     settings = ServeSettings(  # checked before the model loads
@@ -103,6 +135,13 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         max_request_bytes=args.max_request_bytes,
         max_images=args.max_images,
+        max_frames=args.max_frames,
+        engine=EngineConfig(
+            max_batch=args.max_batch,
+            max_len=args.max_len,
+            vision_cache_bytes=args.vision_cache_mib * MiB,
+            compile=args.compile,
+        ),
     )
     if settings.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s without an API key: anyone who can reach this port can use the model", args.host)

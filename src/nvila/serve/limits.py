@@ -8,9 +8,10 @@ slot, released exactly once). Does not own the HTTP answers (`app`) or media dec
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from nvila.engine.config import EngineConfig
 from nvila.errors import ConfigError
 from nvila.geometry import MAX_IMAGE_PIXELS
 
@@ -23,8 +24,8 @@ class ServeSettings:
 
     model_name: str = "nvila"  #: the id in /v1/models; requests naming another model get 404
     api_key: str | None = None  #: when set, /v1/* needs `Authorization: Bearer <api_key>`
-    allow_local_media: Path | None = None  #: image paths / file:// URLs are read only inside this folder
-    max_concurrent: int = 64  #: requests served or queued at once (generation itself runs one at a time)
+    allow_local_media: Path | None = None  #: image / video paths and file:// URLs are read only inside this folder
+    max_concurrent: int = 64  #: requests served or queued at once (up to `engine.max_batch` generate together)
     max_tokens_cap: int = 2048  #: the largest max_tokens a request may ask for
     default_max_tokens: int = 512  #: max_tokens when a request gives none (clamped to max_tokens_cap)
     timeout_s: float = 300.0  #: per request, queueing included; then 504 (or an error event mid-stream)
@@ -32,6 +33,10 @@ class ServeSettings:
     max_image_bytes: int = 16 * MiB  #: one encoded image file
     max_images: int = 8  #: images per request, over all messages
     max_image_pixels: int = 40_000_000  #: width x height of one image (checked from its header, before decoding)
+    max_video_bytes: int = 64 * MiB  #: one encoded video file (inline ones are also bounded by max_request_bytes)
+    max_frames: int = 32  #: video frames per request, over all videos; each video gets min(model's, this)
+    max_frame_pixels: int = 3840 * 2160  #: width x height of a video's frames (checked from its headers)
+    engine: EngineConfig = field(default_factory=EngineConfig)  #: batching slots, sequence length, caches
 
     def __post_init__(self) -> None:
         positive = {
@@ -43,6 +48,9 @@ class ServeSettings:
             "max_image_bytes": self.max_image_bytes,
             "max_images": self.max_images,
             "max_image_pixels": self.max_image_pixels,
+            "max_video_bytes": self.max_video_bytes,
+            "max_frames": self.max_frames,
+            "max_frame_pixels": self.max_frame_pixels,
         }
         for name, value in positive.items():
             if value <= 0:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nvila.engine.core import EngineStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds; spans a tiny CPU model (milliseconds) to a large model under a long queue (minutes).
@@ -49,11 +53,23 @@ class Counter:
 class Gauge:
     """A value read when rendered (e.g. the number of requests in flight)."""
 
+    kind = "gauge"
+
     def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self.name, self.help, self.read = name, help_text, read
 
     def render(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge", f"{self.name} {_number(self.read())}"]
+        return [
+            f"# HELP {self.name} {self.help}",
+            f"# TYPE {self.name} {self.kind}",
+            f"{self.name} {_number(self.read())}",
+        ]
+
+
+class CounterReading(Gauge):
+    """A counter kept by someone else (e.g. the engine), read when rendered."""
+
+    kind = "counter"
 
 
 class Histogram:
@@ -92,7 +108,9 @@ class Histogram:
 class ServerMetrics:
     """Everything /metrics shows."""
 
-    def __init__(self, in_flight: Callable[[], float], max_concurrent: int) -> None:
+    def __init__(
+        self, in_flight: Callable[[], float], max_concurrent: int, engine: Callable[[], EngineStats] | None = None
+    ) -> None:
         self.requests = Counter(
             "nvila_http_requests_total", "HTTP requests answered, by route and status code.", ("path", "status")
         )
@@ -115,6 +133,7 @@ class ServerMetrics:
         self.max_concurrent = Gauge(
             "nvila_max_concurrent_requests", "Admission bound; requests beyond it get 429.", lambda: max_concurrent
         )
+        self.engine = [] if engine is None else _engine_metrics(engine)
 
     def render(self) -> str:
         parts = (
@@ -126,5 +145,27 @@ class ServerMetrics:
             self.latency,
             self.in_flight,
             self.max_concurrent,
+            *self.engine,
         )
         return "\n".join(line for metric in parts for line in metric.render()) + "\n"
+
+
+def _engine_metrics(stats: Callable[[], EngineStats]) -> list[Gauge]:
+    """The inference engine's state and counters, read from `stats()` when rendered."""
+    return [
+        Gauge("nvila_engine_slots", "KV cache slots: sequences that can decode together.", lambda: stats().slots),
+        Gauge("nvila_engine_running_sequences", "Sequences holding a slot.", lambda: stats().running),
+        Gauge("nvila_engine_waiting_requests", "Requests queued for a free slot.", lambda: stats().waiting),
+        CounterReading("nvila_engine_decode_steps_total", "Batched decode steps run.", lambda: stats().decode_steps),
+        CounterReading(
+            "nvila_vision_cache_hits_total",
+            "Images / videos whose visual embeddings came from the cache (not re-encoded).",
+            lambda: stats().vision_cache_hits,
+        ),
+        CounterReading(
+            "nvila_vision_cache_misses_total",
+            "Images / videos encoded by the vision tower.",
+            lambda: stats().vision_cache_misses,
+        ),
+        Gauge("nvila_vision_cache_bytes", "Bytes of visual embeddings cached.", lambda: stats().vision_cache_bytes),
+    ]

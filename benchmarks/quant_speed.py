@@ -1,0 +1,97 @@
+"""Speed of quantized layers and of a quantized model against float, measured in one run.
+
+    python benchmarks/quant_speed.py --quantized small-q/                 # shipped model vs its quantized copy
+    python benchmarks/quant_speed.py --quantized ckpt-q/ --model ckpt/ --device cuda
+
+Part 1, layers: one linear at NVILA-8B shapes (LLM 3584 -> 3584 and 3584 -> 18944, tower 1152 -> 4304) for
+1 token (decoding) and 256 tokens (prefill): float32 `nn.Linear` vs `AWQLinear` (int4 weight dequantized on
+every call, then a float matmul) vs `W8A8Linear` (int8 x int8 -> int32 `torch._int_mm`).
+Part 2, model: greedy generation of --tokens new tokens on the sample image through `NVILAPipeline`, float vs
+quantized checkpoint (time to the first token and per decoded token).
+Prints absolute times, ratios against float measured in the same run, and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nvila.assets import DEFAULT_MODEL, SAMPLE_IMAGE
+from nvila.generation import GenerationOptions
+from nvila.pipeline import NVILAPipeline
+from nvila.quant.modules import AWQLinear, W8A8Linear
+
+SHAPES = {"llm o 3584->3584": (3584, 3584), "llm up 3584->18944": (3584, 18944), "tower fc1 1152->4304": (1152, 4304)}
+
+
+def best_of(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Fastest of `repeats` timed calls (after one warm-up), in milliseconds."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+@torch.no_grad()
+def layers(device: torch.device, repeats: int) -> None:
+    header = ("tokens", "float ms", "w4a16 ms", "w8a8 ms", "w4a16/fp", "w8a8/fp")
+    print(f"{'layer':24s} " + " ".join(f"{h:>9s}" for h in header))
+    for name, (n_in, n_out) in SHAPES.items():
+        fp = nn.Linear(n_in, n_out).to(device)
+        awq = AWQLinear.from_linear(fp, 128) if n_in % 128 == 0 else None
+        w8 = W8A8Linear.from_linear(fp)
+        for tokens in (1, 256):
+            x = torch.randn(tokens, n_in, device=device)
+            t_fp = best_of(lambda: fp(x), repeats, device)  # noqa: B023
+            t_awq = best_of(lambda: awq(x), repeats, device) if awq else float("nan")  # noqa: B023
+            t_w8 = best_of(lambda: w8(x), repeats, device)  # noqa: B023
+            print(f"{name:24s} {tokens:9d} {t_fp:9.2f} {t_awq:9.2f} {t_w8:9.2f} {t_awq / t_fp:9.2f} {t_w8 / t_fp:9.2f}")
+
+
+def model(path: str, device: torch.device, tokens: int, repeats: int) -> tuple[float, float]:
+    """(ms to the first token, ms per later token) of greedy generation on the sample image."""
+    pipe = NVILAPipeline.from_pretrained(path, device=str(device))
+    options = GenerationOptions(max_new_tokens=tokens)
+    options_first = GenerationOptions(max_new_tokens=1)
+    prompt = "How many circles are there?"
+    first = best_of(lambda: pipe.generate(prompt, [SAMPLE_IMAGE], options_first), repeats, device)
+    total = best_of(lambda: pipe.generate(prompt, [SAMPLE_IMAGE], options), repeats, device)
+    n = len(pipe.processor.tokenizer(pipe.generate(prompt, [SAMPLE_IMAGE], options)).input_ids)
+    return first, (total - first) / max(1, n - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quantized", required=True, help="output folder of `nvila quantize`")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="its float checkpoint (default: shipped)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tokens", type=int, default=16, help="new tokens per generation")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-layers", action="store_true", help="only the model comparison")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device {device}")  # fmt: skip
+    if not args.skip_layers:
+        layers(device, args.repeats)
+    fp_first, fp_token = model(args.model, device, args.tokens, args.repeats)
+    q_first, q_token = model(args.quantized, device, args.tokens, args.repeats)
+    print(f"model float:     first token {fp_first:8.1f} ms, then {fp_token:7.2f} ms/token")
+    print(f"model quantized: first token {q_first:8.1f} ms, then {q_token:7.2f} ms/token "
+          f"({q_first / fp_first:.2f}x, {q_token / fp_token:.2f}x float)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

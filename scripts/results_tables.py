@@ -1,0 +1,140 @@
+"""Train and measure the small-scale analogues of the paper's Table 1 and Table 2 (docs/results.md).
+
+    python scripts/results_tables.py            # after scripts/train_small_model.sh; resumable
+
+Table 1 (documents, `recipes/results/t1_*.yaml`): the page downscaled to one tile vs Dynamic-S2 with 2x2
+compression vs Dynamic-S2 with 3x3 compression. Table 2 (video events, `recipes/results/t2_*.yaml`): 8 vs 32
+frames vs 32 frames with 4x temporal pooling. Every arm starts from the shipped model and fine-tunes the same
+number of steps; each is scored on the held-out split of its task (data/synth-small). The shipped model itself
+is scored on the whole held-out suite. Prints the markdown tables and writes docs/results/results.json and one
+plot per table (docs/results/table1.png, table2.png).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nvila.assets import DEFAULT_MODEL  # noqa: E402
+from nvila.checkpoint import config_from_official  # noqa: E402
+from nvila.geometry import image_tokens, video_tokens  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NVILA = str(Path(sys.executable).parent / "nvila")
+HELDOUT = ROOT / "data/synth-small"  # its held-out split is the benchmark
+TRAIN_MQ = ROOT / "data/synth-small-mq"
+RUNS = ROOT / "runs/results"
+OUT = ROOT / "docs/results"
+PAGE = (192, 192)  # px, the suite's image size
+TABLES = {
+    "table1": ("documents", ["t1_resize", "t1_s2_2x2", "t1_s2_3x3"]),
+    "table2": ("events", ["t2_frames8", "t2_frames32", "t2_frames32_pool4"]),
+}
+LABELS = {
+    "t1_resize": "one tile (resize)",
+    "t1_s2_2x2": "Dynamic-S2, 2x2",
+    "t1_s2_3x3": "Dynamic-S2, 3x3",
+    "t2_frames8": "8 frames",
+    "t2_frames32": "32 frames",
+    "t2_frames32_pool4": "32 frames, 4x pooling",
+}
+
+
+def run(*args: str) -> None:
+    print("+", " ".join(args), flush=True)
+    subprocess.run(args, check=True, cwd=ROOT)
+
+
+def prepare() -> None:
+    """Per-task training records (second synth set) and per-task held-out folders (first set's media)."""
+    documents = TRAIN_MQ / "documents.jsonl"
+    if not documents.is_file():
+        lines = (TRAIN_MQ / "images.jsonl").read_text().splitlines()
+        documents.write_text("\n".join(x for x in lines if json.loads(x)["source"] == "documents") + "\n")
+    for task in ("documents", "events"):
+        folder = RUNS / f"heldout-{task}"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = (HELDOUT / "heldout.jsonl").read_text().splitlines()
+        (folder / "heldout.jsonl").write_text("\n".join(x for x in lines if json.loads(x)["source"] == task) + "\n")
+        for media in ("images", "videos"):
+            if not (folder / media).exists():
+                (folder / media).symlink_to(HELDOUT / media)
+
+
+def train_and_score(arm: str, task: str) -> dict:
+    """Fine-tune one arm (resumable) and score it on its task's held-out records."""
+    out = RUNS / arm
+    wall = out / "wall.json"
+    if not (out / "model" / "config.json").is_file():
+        start = time.time()
+        resume = ["--resume"] if (out / "state").exists() else []
+        run(NVILA, "train", "--recipe", f"recipes/results/{arm}.yaml", *resume)
+        wall.write_text(json.dumps({"train_s": round(time.time() - start)}))
+    run(NVILA, "eval", "--model", str(out / "model"), "--benchmark", "synth", "--data", str(RUNS / f"heldout-{task}"),
+        "--out", str(out / "eval"), "--no-progress")  # fmt: skip
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    cfg = config_from_official(out / "model")
+    if task == "documents":
+        t = image_tokens(*PAGE, cfg)
+        tokens, tower_passes = t.llm_tokens, t.vit_tiles
+    else:
+        v = video_tokens(cfg.num_video_frames, cfg)
+        tokens, tower_passes = v.llm_tokens, v.vit_tiles
+    return {
+        "arm": arm,
+        "label": LABELS[arm],
+        "score": summary["tasks"][task]["score"],
+        "count": summary["tasks"][task]["count"],
+        "templates": {k: v["score"] for k, v in summary["templates"].items()},
+        "tokens": tokens,
+        "tower_passes": tower_passes,
+        "train_s": json.loads(wall.read_text())["train_s"] if wall.is_file() else None,
+    }
+
+
+def plot(name: str, task: str, rows: list[dict], baseline: float) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    bars = ax.bar([r["label"] for r in rows], [100 * r["score"] for r in rows], color="#4c72b0")
+    ax.axhline(100 * baseline, color="grey", linestyle="--", label=f"majority answer ({100 * baseline:.1f}%)")
+    for bar, row in zip(bars, rows):
+        ax.annotate(f"{row['tokens']} tok", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                    va="bottom", fontsize=9)  # fmt: skip
+    ax.set_ylabel(f"held-out {task} accuracy (%)")
+    ax.set_title(f"{name}: {task}, equal fine-tuning steps from the shipped model")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / f"{name}.png", dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    prepare()
+    OUT.mkdir(parents=True, exist_ok=True)
+    baselines = json.loads((HELDOUT / "manifest.json").read_text())["majority_baseline"]["heldout"]
+    shipped = RUNS / "shipped"
+    run(NVILA, "eval", "--model", str(DEFAULT_MODEL), "--benchmark", "synth", "--data", str(HELDOUT),
+        "--out", str(shipped), "--no-progress")  # fmt: skip
+    results = {"baselines": baselines, "shipped": json.loads((shipped / "summary.json").read_text())}
+    for name, (task, arms) in TABLES.items():
+        rows = [train_and_score(arm, task) for arm in arms]
+        results[name] = rows
+        plot(name, task, rows, baselines[task])
+        print(f"\n{name} ({task}; majority answer {100 * baselines[task]:.1f}%)")
+        print("| arm | visual tokens | tower passes | accuracy | questions | fine-tune wall (s) |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['label']} | {r['tokens']} | {r['tower_passes']} | {100 * r['score']:.1f}% | {r['count']} | "
+                  f"{r['train_s']} |")  # fmt: skip
+    (OUT / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

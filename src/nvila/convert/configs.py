@@ -1,0 +1,154 @@
+"""config.json of the HF layout from the official configs, and back; what SGLang's NVILA code takes as fixed.
+
+HF `config.json` = the HF keys below + every key of the official top `config.json` except `llm_cfg` and
+`vision_tower_cfg` (those are `text_config` and `vision_config`). `record_of` notes which HF keys were added or
+replaced, so the way back restores the official config exactly. A folder without that record (one released by
+NVIDIA) gets the official keys it lacks from the matching preset (`PRESET_OF_MODEL_TYPE`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from nvila.checkpoint import official_config
+from nvila.config import NVILAConfig, from_name
+from nvila.errors import CheckpointError
+
+#: Projector type -> HF `model_type` (SGLang: models/nvila.py is the 2x2 Dynamic-S2 model, nvila_lite.py the 3x3).
+MODEL_TYPES = {"mlp_downsample": "nvila", "mlp_downsample_2x2_fix": "nvila", "mlp_downsample_3x3_fix": "nvila_lite"}
+ARCHITECTURES = {"nvila": "NVILAForConditionalGeneration", "nvila_lite": "NVILALiteForConditionalGeneration"}
+#: Remote code of the released `-hf` checkpoints. AutoProcessor is as they ship it; the module names of the
+#: config and model classes are inferred (`configuration_nvila.py` is listed in NVIDIA's NVILA-8B-HD-Video).
+AUTO_MAPS = {
+    "nvila": {
+        "AutoConfig": "configuration_nvila.NVILAConfig",
+        "AutoModel": "modeling_nvila.NVILAForConditionalGeneration",
+    },
+    "nvila_lite": {
+        "AutoConfig": "configuration_nvila_lite.NVILALiteConfig",
+        "AutoModel": "modeling_nvila_lite.NVILALiteForConditionalGeneration",
+    },
+}
+PROCESSORS = {"nvila": "processing_nvila.NVILAProcessor", "nvila_lite": "processing_nvila_lite.NVILALiteProcessor"}
+#: The geometry a released HF folder without our record is taken to have.
+PRESET_OF_MODEL_TYPE = {"nvila": "nvila-8b", "nvila_lite": "nvila-lite-8b"}
+#: The keys `hf_config` sets (a folder without our record has them dropped on the way back).
+HF_KEYS = (
+    "architectures",
+    "model_type",
+    "auto_map",
+    "text_config",
+    "vision_config",
+    "image_token_id",
+    "video_token_id",
+    "mm_projector_type",
+    "tie_word_embeddings",
+    "torch_dtype",
+)
+#: Keys of the official top config rebuilt from the part configs on the way back.
+PART_CONFIG_KEYS = ("llm_cfg", "vision_tower_cfg", "mm_projector_cfg")
+#: What SGLang's implementation hard-codes (sglang/srt/models/nvila.py, nvila_lite.py; processors/nvila.py).
+SGLANG_TOWER_WIDTH = 1152
+SGLANG_S2_SCALES = (448, 896, 1344)
+SGLANG_VIDEO_FRAMES = 8
+
+
+def model_type_of(projector_type: str) -> str:
+    try:
+        return MODEL_TYPES[projector_type]
+    except KeyError:
+        raise CheckpointError(
+            f"projector type {projector_type!r} has no HF model type; known: {sorted(MODEL_TYPES)}"
+        ) from None
+
+
+def hf_config(
+    top: dict[str, Any],
+    llm: dict[str, Any],
+    tower: dict[str, Any],
+    projector: dict[str, Any],
+    media_token_ids: tuple[int, int],
+    auto_map: dict[str, str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(HF config.json, the record of its added / replaced keys) from the four official configs."""
+    model_type = model_type_of(projector["mm_projector_type"])
+    own = {
+        "architectures": [ARCHITECTURES[model_type]],
+        "model_type": model_type,
+        "auto_map": auto_map,
+        "text_config": llm,
+        "vision_config": tower,
+        "image_token_id": media_token_ids[0],
+        "video_token_id": media_token_ids[1],
+        "mm_projector_type": projector["mm_projector_type"],
+        "tie_word_embeddings": llm.get("tie_word_embeddings", False),  # transformers 4.x defaults it to True
+        "torch_dtype": llm.get("torch_dtype") or llm.get("dtype") or "bfloat16",
+    }
+    rest = {k: v for k, v in top.items() if k not in PART_CONFIG_KEYS}
+    rest["mm_projector_cfg"] = projector
+    record = {
+        "added": [k for k in own if k not in rest],
+        "replaced": {k: rest[k] for k in own if k in rest and rest[k] != own[k]},
+    }
+    return {**own, **{k: v for k, v in rest.items() if k not in own}}, record
+
+
+def official_configs(
+    hf: dict[str, Any], record: dict[str, Any] | None, name: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(top, llm, vision_tower, mm_projector) official configs of an HF config.json and its record (or None)."""
+    try:
+        llm, tower, model_type = hf["text_config"], hf["vision_config"], hf["model_type"]
+    except KeyError as e:
+        raise CheckpointError(f"the HF config.json lacks the required key {e}") from None
+    if model_type not in ARCHITECTURES:
+        raise CheckpointError(f"HF model_type {model_type!r} is not an NVILA model; known: {sorted(ARCHITECTURES)}")
+    if record is None:  # a folder written elsewhere: drop every HF key, fill the official ones from the preset
+        record = {"added": list(HF_KEYS), "replaced": {}}
+        known = {"hidden_size": llm["hidden_size"], "mm_projector": hf.get("mm_projector_type")}
+        hf = {**_preset_top(model_type, tower, name), **{k: v for k, v in known.items() if v is not None}, **hf}
+    top = {k: v for k, v in hf.items() if k not in record["added"]}
+    top.update(record["replaced"])
+    projector = top.get("mm_projector_cfg") or {
+        "architectures": ["MultimodalProjector"],
+        "mm_projector_type": top["mm_projector"],
+        "model_type": "v2l_projector",
+        "torch_dtype": llm.get("torch_dtype", "bfloat16"),
+    }
+    top.update(llm_cfg=llm, vision_tower_cfg=tower, mm_projector_cfg=projector)
+    return top, llm, tower, projector
+
+
+def _preset_top(model_type: str, tower: dict[str, Any], name: str) -> dict[str, Any]:
+    """The official top config of the model type's preset, with the tower width of this model."""
+    preset = from_name(PRESET_OF_MODEL_TYPE[model_type])
+    cfg = dataclasses.replace(preset, vision=dataclasses.replace(preset.vision, hidden_size=tower["hidden_size"]))
+    top = official_config(cfg, name)["top"]
+    for key in (*PART_CONFIG_KEYS, "hidden_size"):  # these come from the folder's own configs
+        top.pop(key)
+    return top
+
+
+def sglang_notes(cfg: NVILAConfig) -> list[str]:
+    """Where this model differs from the geometry SGLang's NVILA / NVILA-Lite code hard-codes (empty: none)."""
+    model_type = model_type_of(cfg.projector_type)
+    notes = []
+    if cfg.vision.hidden_size != SGLANG_TOWER_WIDTH:
+        notes.append(f"the vision tower is {cfg.vision.hidden_size} wide; SGLang assumes {SGLANG_TOWER_WIDTH}")
+    if cfg.select_layer != -2:
+        notes.append(f"features come from hidden layer {cfg.select_layer}; SGLang takes -2")
+    if model_type == "nvila" and (not cfg.dynamic_s2 or cfg.s2_scales != SGLANG_S2_SCALES):
+        notes.append(
+            f"images use {cfg.image_aspect_ratio} at scales {list(cfg.s2_scales)}; SGLang's nvila runs Dynamic-S2 at "
+            f"{list(SGLANG_S2_SCALES)}"
+        )
+    if model_type == "nvila_lite" and cfg.image_aspect_ratio != "dynamic":
+        notes.append(f"images use {cfg.image_aspect_ratio}; SGLang's nvila_lite tiles dynamically")
+    if cfg.num_video_frames != SGLANG_VIDEO_FRAMES or cfg.num_time_tokens:
+        notes.append(
+            f"the model takes {cfg.num_video_frames} video frames"
+            + (f" with {cfg.num_time_tokens} time tokens" if cfg.num_time_tokens else "")
+            + f"; SGLang samples {SGLANG_VIDEO_FRAMES} frames without time tokens"
+        )
+    return notes
