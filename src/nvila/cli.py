@@ -186,7 +186,8 @@ BENCH_HELP = (
     "side-by-side speed / token / memory comparison with Qwen2-VL, LLaVA-OneVision, InternVL\n\nexamples:\n"
     "  nvila bench --size small --out docs/performance.md\n"
     "  nvila bench --size full --cases images --repeats 5      # on a GPU: adds roofline fractions\n"
-    "  nvila bench --from-json docs/performance/results.json --out docs/performance.md"
+    "  nvila bench --from-json docs/performance/results.json --out docs/performance.md\n"
+    "  nvila bench --size small --cases videos --frames 256 --merge docs/performance/results.json"
 )
 
 
