@@ -6,8 +6,8 @@ Table 1 (documents, `recipes/results/t1_*.yaml`): the page downscaled to one til
 compression vs Dynamic-S2 with 3x3 compression. Table 2 (video events, `recipes/results/t2_*.yaml`): 8 vs 32
 frames vs 32 frames with 4x temporal pooling. Every arm starts from the shipped model and fine-tunes the same
 number of steps; each is scored on the held-out split of its task (data/synth-small). The shipped model itself
-is scored on the whole held-out suite. Prints the markdown tables and writes docs/results/results.json and one
-plot per table (docs/results/table1.png, table2.png).
+is scored on the whole held-out suite. Prints the markdown tables and writes docs/results/results.json, one
+plot per table (docs/results/table1.png, table2.png) and the training losses (docs/results/training_loss.png).
 """
 
 from __future__ import annotations
@@ -115,9 +115,31 @@ def plot(name: str, task: str, rows: list[dict], baseline: float) -> None:
     plt.close(fig)
 
 
+def plot_training(stages: Path = ROOT / "runs/small") -> None:
+    """The shipped model's loss per step, one panel per stage (stage 2 is the tower-heads loss)."""
+    runs = sorted(p.parent for p in stages.glob("*/losses.jsonl"))
+    fig, axes = plt.subplots(1, len(runs), figsize=(2.2 * len(runs), 2.6), sharey=False)
+    for ax, run_dir in zip(axes, runs):
+        rows = [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]
+        steps, losses = [r["step"] for r in rows], [r["loss"] for r in rows]
+        window = max(1, len(rows) // 20)
+        smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+                  for i in range(len(losses))]  # fmt: skip
+        ax.plot(steps, losses, color="#c0c0c0", linewidth=0.6)
+        ax.plot(steps, smooth, color="#4c72b0")
+        ax.set_title(run_dir.name.replace("_", " "), fontsize=8)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("training loss")
+    fig.tight_layout()
+    fig.savefig(OUT / "training_loss.png", dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     prepare()
     OUT.mkdir(parents=True, exist_ok=True)
+    plot_training()
     baselines = json.loads((HELDOUT / "manifest.json").read_text())["majority_baseline"]["heldout"]
     shipped = RUNS / "shipped"
     run(NVILA, "eval", "--model", str(DEFAULT_MODEL), "--benchmark", "synth", "--data", str(HELDOUT),
