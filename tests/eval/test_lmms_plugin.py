@@ -10,9 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nvila.checkpoint import save
-from nvila.config import from_name
-from nvila.factory import random_pretrained
 from nvila.generation import GenerationOptions
 
 try:
@@ -27,15 +24,6 @@ except ImportError as e:  # lmms-eval, or a module its base class imports, is mi
     )
 
 from nvila.eval.lmms_plugin import NVILA, manifest  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-              "image_size": 64, "patch_size": 16}  # fmt: skip
-    cfg = from_name("tiny").replace(vision=vision, image_aspect_ratio="resize", num_video_frames=2)
-    model, processor = random_pretrained(cfg, seed=1)
-    return save(model, processor.tokenizer, tmp_path_factory.mktemp("ckpt") / "tiny-lmms")
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nvila.checkpoint import save
-from nvila.config import from_name
 from nvila.eval.benchmarks import score_synth
 from nvila.eval.lmms_task import doc_to_visual, to_sample, write_task
-from nvila.factory import random_pretrained
 from nvila.generation import GenerationOptions
 from nvila.pipeline import NVILAPipeline
 
@@ -30,15 +27,6 @@ except ImportError as e:  # lmms-eval, or a module its evaluator imports, is mis
 
 TASK = "nvila_synth_check"
 BATCH = 3
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-              "image_size": 64, "patch_size": 16}  # fmt: skip
-    cfg = from_name("tiny").replace(vision=vision, image_aspect_ratio="resize", num_video_frames=2)
-    model, processor = random_pretrained(cfg, seed=3)
-    return save(model, processor.tokenizer, tmp_path_factory.mktemp("ckpt") / "tiny-lmms-run")
 
 
 @pytest.fixture(scope="module")
