@@ -217,7 +217,7 @@ def packaged(name: str, module: str, help_text: str) -> Command:
 COMMANDS: list[Command] = [
     (
         "generate",
-        "answer a prompt about images\n\nexamples:\n"
+        "answer a prompt about images and videos\n\nexamples:\n"
         "  nvila generate --image page.png --prompt 'What is the title?'\n"
         "  nvila generate --video clip.mp4 --frames 32 --prompt 'When does the red circle appear?'\n"
         "  nvila generate --model ckpt/ --image a.png --image b.png \\\n"
