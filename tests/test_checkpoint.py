@@ -140,3 +140,18 @@ def test_tied_embeddings_round_trip(tmp_path):
     assert "lm_head.weight" not in load_file(ckpt / "llm" / "model.safetensors")
     reloaded, _ = nvila.load(ckpt)
     assert reloaded.llm.lm_head.weight.data_ptr() == reloaded.llm.get_input_embeddings().weight.data_ptr()
+
+
+def test_video_settings_round_trip_with_temporal_pooling_in_the_official_format(tmp_path):
+    cfg = nvila.from_name("tiny").replace(num_video_frames=6, video_pool_size=3, fps=2.0)
+    model, processor = nvila.random_pretrained(cfg)
+    ckpt = save(model, processor.tokenizer, tmp_path / "pooled")
+    top = json.loads((ckpt / "config.json").read_text())
+    assert top["video_encoder"] == {"_target_": "llava.model.encoders.TSPVideoEncoder", "pool_sizes": [[3, 1, 1]]}
+    reloaded, _ = nvila.load(ckpt)
+    assert (reloaded.config.num_video_frames, reloaded.config.video_pool_size, reloaded.config.fps) == (6, 3, 2.0)
+
+    top["video_encoder"]["pool_sizes"] = [[1, 2, 2]]  # spatial pooling: not implemented here
+    (ckpt / "config.json").write_text(json.dumps(top))
+    with pytest.raises(CheckpointError, match="only one \\[t, 1, 1\\] temporal pool"):
+        nvila.load(ckpt)

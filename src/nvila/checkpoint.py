@@ -57,6 +57,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+#: The official encoder that averages groups of frames: `pool_sizes` [[t, h, w]] (NVILA-8B-Video: [[8, 1, 1]]).
+TSP_VIDEO_ENCODER = "llava.model.encoders.TSPVideoEncoder"
+
+
+def _video_pool_size(encoder: dict[str, Any]) -> int:
+    """Frames averaged together, from an official `video_encoder` entry (1 for the basic encoder)."""
+    if encoder.get("_target_") != TSP_VIDEO_ENCODER:
+        return 1
+    sizes = encoder.get("pool_sizes") or [[1, 1, 1]]
+    if len(sizes) != 1 or list(sizes[0][1:]) != [1, 1]:
+        raise CheckpointError(f"unsupported video pooling {sizes}: only one [t, 1, 1] temporal pool is implemented")
+    return int(sizes[0][0])
+
+
 def config_from_official(root: Path) -> NVILAConfig:
     """Read an official checkpoint folder's configs into an `NVILAConfig`."""
     top = _read_json(root / "config.json")
@@ -104,6 +118,7 @@ def config_from_official(root: Path) -> NVILAConfig:
             max_tiles=top.get("max_tiles") or 12,
             select_layer=top.get("mm_vision_select_layer", -2),
             num_video_frames=top.get("num_video_frames") or 8,
+            video_pool_size=_video_pool_size(top.get("video_encoder") or {}),
             fps=top.get("fps") or 0.0,
             num_time_tokens=top.get("num_time_tokens") or 0,
             time_token_format=top.get("time_token_format") or "<t{t}>",
@@ -163,7 +178,11 @@ def official_config(cfg: NVILAConfig, root_name: str) -> dict[str, dict[str, Any
         "chat_template": "qwen2",
         "ps3": False,
         "image_encoder": {"_target_": "llava.model.encoders.BasicImageEncoder"},
-        "video_encoder": {"_target_": "llava.model.encoders.BasicVideoEncoder"},
+        "video_encoder": (
+            {"_target_": TSP_VIDEO_ENCODER, "pool_sizes": [[cfg.video_pool_size, 1, 1]]}
+            if cfg.video_pool_size > 1
+            else {"_target_": "llava.model.encoders.BasicVideoEncoder"}
+        ),
         "tune_language_model": True,
         "tune_mm_projector": True,
         "tune_vision_tower": True,
