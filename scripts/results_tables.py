@@ -109,7 +109,8 @@ def plot(name: str, task: str, rows: list[dict], baseline: float) -> None:
                     va="bottom", fontsize=9)  # fmt: skip
     ax.set_ylabel(f"held-out {task} accuracy (%)")
     ax.set_title(f"{name}: {task}, equal fine-tuning steps from the shipped model")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylim(0, 1.2 * max(100 * r["score"] for r in rows))
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(OUT / f"{name}.png", dpi=120)
     plt.close(fig)
