@@ -45,7 +45,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 # ---- config mapping -----------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"missing file: {path}")
     try:
@@ -73,12 +73,12 @@ def _video_pool_size(encoder: dict[str, Any]) -> int:
 
 def config_from_official(root: Path) -> NVILAConfig:
     """Read an official checkpoint folder's configs into an `NVILAConfig`."""
-    top = _read_json(root / "config.json")
-    llm = _read_json(root / "llm" / "config.json")
-    tower = _read_json(root / "vision_tower" / "config.json")
-    projector = _read_json(root / "mm_projector" / "config.json")
+    top = read_json(root / "config.json")
+    llm = read_json(root / "llm" / "config.json")
+    tower = read_json(root / "vision_tower" / "config.json")
+    projector = read_json(root / "mm_projector" / "config.json")
     pre_path = root / "vision_tower" / "preprocessor_config.json"
-    pre = _read_json(pre_path) if pre_path.is_file() else {}
+    pre = read_json(pre_path) if pre_path.is_file() else {}
     try:
         text = TextConfig(
             vocab_size=llm["vocab_size"],
@@ -130,7 +130,7 @@ def config_from_official(root: Path) -> NVILAConfig:
 
 def quantization_from_official(root: Path) -> dict[str, dict[str, Any]]:
     """The "quantization_config" of `llm/` and `vision_tower/` (see docs/quantization.md), by part."""
-    configs = {part: _read_json(root / part / "config.json").get("quantization_config") for part in PARTS}
+    configs = {part: read_json(root / part / "config.json").get("quantization_config") for part in PARTS}
     return {part: config for part, config in configs.items() if config is not None}
 
 
@@ -210,13 +210,13 @@ def preprocessor_config(cfg: NVILAConfig) -> dict[str, Any]:
 
 
 # ---- tensors ------------------------------------------------------------------------------------------
-def _safetensors_files(folder: Path) -> list[Path]:
+def safetensors_files(folder: Path) -> list[Path]:
     """The safetensors files of one part (single file or shards named by an index); refuses pickle."""
     if not folder.is_dir():
         raise CheckpointError(f"missing folder: {folder}")
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
         files = [folder / s for s in shards]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
@@ -245,7 +245,7 @@ def _official_to_local(part: str, key: str) -> str:
 def read_official_tensors(root: Path) -> Iterator[tuple[str, Path, str]]:
     """Yield (module key, file, file key) for every tensor of the checkpoint."""
     for part in PARTS:
-        for file in _safetensors_files(root / part):
+        for file in safetensors_files(root / part):
             try:
                 with safe_open(str(file), framework="pt") as f:
                     keys = list(f.keys())
@@ -255,7 +255,7 @@ def read_official_tensors(root: Path) -> Iterator[tuple[str, Path, str]]:
                 yield _official_to_local(part, key), file, key
 
 
-def _describe(names: list[str], limit: int = 8) -> str:
+def describe_names(names: list[str], limit: int = 8) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
 
@@ -287,11 +287,11 @@ def load_state(model: NVILAForConditionalGeneration, root: Path, *, skip: Sequen
                 )
         problems = []
         if missing:
-            problems.append(f"missing tensors: {_describe(missing)}")
+            problems.append(f"missing tensors: {describe_names(missing)}")
         if mismatched:
-            problems.append(f"shape mismatches: {_describe(mismatched)}")
+            problems.append(f"shape mismatches: {describe_names(mismatched)}")
         if unexpected:
-            problems.append(f"unexpected tensors: {_describe(unexpected)}")
+            problems.append(f"unexpected tensors: {describe_names(unexpected)}")
         if problems:
             raise CheckpointError(f"checkpoint {root} does not match its config; " + "; ".join(problems))
         with torch.no_grad():

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from nvila.atomic import atomic_folder
-from nvila.checkpoint import PARTS, _read_json, _safetensors_files, config_from_official
+from nvila.checkpoint import PARTS, config_from_official, read_json, safetensors_files
 from nvila.convert.configs import AUTO_MAPS, PROCESSORS, hf_config, model_type_of, sglang_notes
 from nvila.convert.layout import (
     PREPROCESSOR_CONFIG,
@@ -40,7 +40,7 @@ def official_tensors(root: Path) -> list[TensorRef]:
     """Every tensor of an official checkpoint, under its HF name (part order, then file order)."""
     refs, seen = [], set()
     for part in PARTS:
-        for file in _safetensors_files(root / part):
+        for file in safetensors_files(root / part):
             for key, nbytes in tensor_sizes(file).items():
                 ref = TensorRef(hf_name(part, key), file, key, nbytes)
                 if ref.name in seen:
@@ -63,14 +63,14 @@ def to_hf(
     check_paths(src, out, overwrite, "official")
     cfg = config_from_official(src)
     vocab = load_tokenizer(src / "llm").get_vocab()
-    configs = {name: _read_json(src / name / "config.json") for name in PARTS}
+    configs = {name: read_json(src / name / "config.json") for name in PARTS}
     model_type = model_type_of(configs["mm_projector"]["mm_projector_type"])
     refs = official_tensors(src)
     with atomic_folder(out) as tmp:
         code = _copy_remote_code(Path(code_from), tmp, model_type) if code_from else []
         auto_map = _reference_auto_map(Path(code_from)) if code_from else AUTO_MAPS[model_type]
         config, config_record = hf_config(
-            _read_json(src / "config.json"),
+            read_json(src / "config.json"),
             configs["llm"],
             configs["vision_tower"],
             configs["mm_projector"],
@@ -93,7 +93,7 @@ def to_hf(
 
 def _copy_remote_code(ref: Path, out: Path, model_type: str) -> list[str]:
     """Copy the `*.py` files (and processor_config.json) of a released -hf folder of the same model type."""
-    ref_type = _read_json(ref / "config.json").get("model_type")
+    ref_type = read_json(ref / "config.json").get("model_type")
     if ref_type != model_type:
         raise CheckpointError(f"--code-from {ref} is a {ref_type!r} checkpoint, but this model is {model_type!r}")
     code = sorted(p.name for p in ref.glob("*.py"))
@@ -106,7 +106,7 @@ def _copy_remote_code(ref: Path, out: Path, model_type: str) -> list[str]:
 
 
 def _reference_auto_map(ref: Path) -> dict[str, str]:
-    auto_map = _read_json(ref / "config.json").get("auto_map")
+    auto_map = read_json(ref / "config.json").get("auto_map")
     if not isinstance(auto_map, dict):
         raise CheckpointError(f"--code-from {ref}: its config.json has no auto_map")
     return auto_map

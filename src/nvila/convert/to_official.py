@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from nvila.atomic import atomic_folder
-from nvila.checkpoint import PARTS, _describe, _read_json, _safetensors_files, config_from_official
+from nvila.checkpoint import PARTS, config_from_official, describe_names, read_json, safetensors_files
 from nvila.convert.configs import official_configs
 from nvila.convert.layout import PREPROCESSOR_CONFIG, Converted, check_paths, read_record
 from nvila.convert.names import official_name
@@ -27,7 +27,7 @@ def hf_tensors(root: Path) -> dict[str, list[TensorRef]]:
     """The tensors of an HF folder by official part, under their official names."""
     parts: dict[str, list[TensorRef]] = {part: [] for part in PARTS}
     unknown = []
-    for file in _safetensors_files(root):
+    for file in safetensors_files(root):
         for key, nbytes in tensor_sizes(file).items():
             located = official_name(key)
             if located is None:
@@ -37,7 +37,7 @@ def hf_tensors(root: Path) -> dict[str, list[TensorRef]]:
     if unknown:
         raise CheckpointError(
             f"{root} holds tensors of no NVILA part (expected names starting with llm., vision_tower.vision_model. "
-            f"or mm_projector.layers.): {_describe(sorted(unknown))}"
+            f"or mm_projector.layers.): {describe_names(sorted(unknown))}"
         )
     empty = [part for part, refs in parts.items() if not refs]
     if empty:
@@ -52,7 +52,7 @@ def to_official(
     src, out = Path(src), Path(out)
     check_paths(src, out, overwrite, "hf")
     record = read_record(src)
-    hf = _read_json(src / "config.json")
+    hf = read_json(src / "config.json")
     top, llm, tower, projector = official_configs(hf, record and record["config"], out.name)
     part_configs = {"llm": llm, "vision_tower": tower, "mm_projector": projector}
     parts = hf_tensors(src)
