@@ -155,3 +155,8 @@ def test_video_settings_round_trip_with_temporal_pooling_in_the_official_format(
     (ckpt / "config.json").write_text(json.dumps(top))
     with pytest.raises(CheckpointError, match="only one \\[t, 1, 1\\] temporal pool"):
         nvila.load(ckpt)
+
+
+def test_reinit_names_only_known_parts(saved):
+    with pytest.raises(nvila.ConfigError, match="unknown checkpoint parts \\['projector'\\]"):
+        nvila.load(saved, reinit=["projector"])

@@ -265,6 +265,9 @@ def load_state(model: NVILAForConditionalGeneration, root: Path, *, skip: Sequen
 
     Parts named in `skip` (keys of `PARTS`) are neither required nor loaded: they keep `model`'s weights.
     """
+    unknown = sorted(set(skip) - set(PARTS))
+    if unknown:
+        raise ConfigError(f"unknown checkpoint parts {unknown}; use {', '.join(PARTS)}")
     skipped = tuple(PARTS[part] for part in skip)
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(skipped)}
     tied = model.config.text.tie_word_embeddings
@@ -330,11 +333,19 @@ def is_hf_layout(root: Path) -> bool:
 
 
 def load(
-    path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    overrides: dict[str, Any] | None = None,
+    reinit: Sequence[str] = (),
 ) -> tuple[NVILAForConditionalGeneration, NVILAProcessor]:
     """Load an official-layout checkpoint folder: returns (model in eval mode, processor).
 
-    Raises `CheckpointError` naming every missing file, missing tensor or shape mismatch.
+    `overrides` changes config fields first (`NVILAConfig.with_overrides`: frames, pooling, projector type...);
+    parts named in `reinit` (keys of `PARTS`) keep random weights from the current torch seed instead of being
+    loaded, for a geometry change that reshapes them. Raises `CheckpointError` naming every missing file,
+    missing tensor or shape mismatch.
     """
     root = Path(path)
     if not root.is_dir():
@@ -347,16 +358,16 @@ def load(
     if isinstance(dtype, str):
         dtype = resolve_dtype(dtype)
     device = resolve_device(device)
-    cfg = config_from_official(root)
+    cfg = config_from_official(root).with_overrides(overrides or {})
     tokenizer = load_tokenizer(root / "llm")
     vocab = tokenizer.get_vocab()
     cfg.image_token_id, cfg.video_token_id = vocab[IMAGE_TOKEN], vocab[VIDEO_TOKEN]
-    model = build_model(cfg, device=device, dtype=dtype, init=False)
+    model = build_model(cfg, device=device, dtype=dtype, init=bool(reinit))
     prepare_quantized(
         model.llm, model.vision_tower.model, quantization_from_official(root),
         tower_prefix=OFFICIAL_TOWER_PREFIX, where=str(root),
     )  # fmt: skip
-    load_state(model, root)
+    load_state(model, root, skip=reinit)
     return model, NVILAProcessor(tokenizer, cfg)
 
 

@@ -173,6 +173,13 @@ class NVILAConfig:
         """A copy with top-level fields changed (validated)."""
         return NVILAConfig.from_dict({**self.to_dict(), **changes})
 
+    def with_overrides(self, overrides: dict[str, Any]) -> NVILAConfig:
+        """A copy with fields changed, where a dict for `vision` / `text` changes only the keys it names."""
+        base = self.to_dict()
+        for key, value in overrides.items():
+            base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        return NVILAConfig.from_dict(base)
+
 
 def _known(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}

@@ -19,9 +19,8 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from nvila.checkpoint import config_from_official, load, save
-from nvila.checkpoint import load_state as load_weights
-from nvila.config import NVILAConfig, from_name
+from nvila.checkpoint import load, save
+from nvila.config import from_name
 from nvila.data.collate import TrainBatch, collate_packed, collate_padded, pack_greedy
 from nvila.data.dataset import ConversationDataset
 from nvila.data.mixture import load_mixture
@@ -148,18 +147,12 @@ class Trainer:
 
     def _build_model(self):
         spec = self.recipe.model
-        if spec.checkpoint and not spec.overrides and not spec.reinit:
-            return load(spec.checkpoint)
-        root = Path(spec.checkpoint) if spec.checkpoint else None
-        base = (config_from_official(root) if root else from_name(spec.preset)).to_dict()
-        for key, value in spec.overrides.items():
-            base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        cfg = NVILAConfig.from_dict(base)
-        folder = root / "llm" if root else spec.tokenizer
-        model, processor = random_pretrained(cfg, seed=spec.seed, tokenizer=load_tokenizer(folder) if folder else None)
-        if root:
-            load_weights(model, root, skip=spec.reinit)
-        return model, processor
+        if spec.checkpoint:
+            torch.manual_seed(spec.seed)  # the parts in `reinit` start from these random weights
+            return load(spec.checkpoint, overrides=spec.overrides, reinit=spec.reinit)
+        cfg = from_name(spec.preset).with_overrides(spec.overrides)
+        tokenizer = load_tokenizer(spec.tokenizer) if spec.tokenizer else None
+        return random_pretrained(cfg, seed=spec.seed, tokenizer=tokenizer)
 
     def prepare_model(self) -> dict[str, int]:
         """Choose what trains, before the optimiser exists; returns trainable parameter counts per part.
