@@ -583,3 +583,39 @@ def test_manifest_baseline_is_below_one_and_recomputable(dataset):
     assert manifest["majority_baseline"]["heldout"] == majority_baseline(heldout, fit=train)
     assert all(0 <= v < 1 for v in manifest["majority_baseline"]["train"].values())
     assert manifest["records"] == {"train": len(train), "heldout": len(heldout)}
+
+
+def test_captions_add_one_scene_derived_turn_and_change_nothing_else(dataset, tmp_path):
+    root, manifest = dataset
+    captioned = write_dataset(tmp_path / "c", SMALL, seed=3, image_size=64, heldout=0.25, captions=True, progress=False)
+    assert (captioned["captions"], manifest["captions"]) == (True, False)
+    plain, with_captions = files_of(root), files_of(tmp_path / "c")
+    assert {k: v for k, v in with_captions.items() if not k.endswith(".jsonl") and k != "manifest.json"} == {
+        k: v for k, v in plain.items() if not k.endswith(".jsonl") and k != "manifest.json"
+    }
+    seen = set()
+    for before, after in zip(records_of(root), records_of(tmp_path / "c"), strict=True):
+        if before["source"] == "events":  # no caption for videos
+            assert after == before
+            continue
+        assert turns(after)[:-1] == turns(before)
+        question, answer, template = turns(after)[-1]
+        seen.add(template)
+        assert template == f"{before['source']}/describe" and question.endswith(".")
+        scene = before["meta"]["scene"]
+        if before["source"] == "documents":
+            assert answer.split("\n") == [scene["title"], *(" ".join(words) for words in scene["lines"])]
+        elif before["source"] == "charts" and scene["kind"] == "bar":
+            assert answer == "; ".join(f"{b['label']}: {b['value']}, {b['colour']}" for b in scene["bars"])
+        elif before["source"] == "charts":
+            assert answer.startswith(f"{scene['colour']} line. ")
+            assert [int(v) for v in re.findall(r": (\d+)", answer)] == [p["value"] for p in scene["points"]]
+        else:
+            images = scene["images"]
+            listed = re.sub(r"Image \d: ", "", answer).replace(".", ",").split(",")
+            named = sorted(x.strip() for x in listed if x.strip())
+            assert named == sorted(f"{o['colour']} {o['shape']}" for im in images for o in im["objects"])
+            first = images[0]["objects"]
+            if len(images) == 1 and first:  # listed top to bottom
+                assert answer.startswith(f"{min(first, key=lambda o: (o['y'], o['x']))['colour']} ")
+    assert seen == {"documents/describe", "charts/describe", "shapes/describe"}

@@ -92,6 +92,15 @@ def make_chart(rng: np.random.Generator, size: tuple[int, int] = (448, 448), max
     return Sample(turns=pick_turns(rng, candidates, max_questions), scene=scene, images=[render(scene)])
 
 
+def describe(scene: dict) -> Turn:
+    """A caption turn: every bar's label, value and colour, or the line's colour and every point's value."""
+    if scene["kind"] == "bar":
+        listed = "; ".join(f"{b['label']}: {b['value']}, {b['colour']}" for b in scene["bars"])
+        return Turn("List the bars with their values and colours.", listed, "charts/describe")
+    listed = "; ".join(f"{p['label']}: {p['value']}" for p in scene["points"])
+    return Turn("Describe the line and its values.", f"{scene['colour']} line. {listed}", "charts/describe")
+
+
 def _bar_scene(rng: np.random.Generator, size: tuple[int, int]) -> dict:
     lay = layout(size)
     _, labels = _labels(rng, lay, [("bar", BAR_WORDS), ("bar", LETTERS)], MAX_BARS, ordered=False)

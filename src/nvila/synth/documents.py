@@ -100,6 +100,12 @@ def make_document(rng: np.random.Generator, size: tuple[int, int] = (448, 448), 
     return Sample(turns=pick_turns(rng, _questions(title, lines), max_questions), scene=scene, images=[render(scene)])
 
 
+def describe(scene: dict) -> Turn:
+    """A caption turn: the page's text, the title then one line per text line."""
+    text = "\n".join([scene["title"], *(" ".join(words) for words in scene["lines"])])
+    return Turn("Transcribe the page.", text, "documents/describe")
+
+
 def render(scene: dict) -> Image.Image:
     image = Image.new("RGB", tuple(scene["size"]), BACKGROUND)
     draw = ImageDraw.Draw(image)

@@ -76,6 +76,16 @@ def render_scene(scene: dict) -> Image.Image:
     return image
 
 
+def describe(scene: dict) -> Turn:
+    """A caption turn: every shape of every image as "colour shape", top to bottom (then left to right)."""
+    parts = []
+    for k, image in enumerate(scene["images"]):
+        names = [f"{o['colour']} {o['shape']}" for o in sorted(image["objects"], key=lambda o: (o["y"], o["x"]))]
+        listed = ", ".join(names) if names else "nothing"
+        parts.append(f"Image {k + 1}: {listed}." if len(scene["images"]) > 1 else f"{listed}.")
+    return Turn("List the shapes from top to bottom.", " ".join(parts), "shapes/describe")
+
+
 def make_shapes(rng: np.random.Generator, size: tuple[int, int] = (448, 448), max_questions: int = 3) -> Sample:
     """One image (or, with probability PAIR_PROBABILITY, two) of shapes and 1..max_questions questions."""
     if rng.random() < PAIR_PROBABILITY:

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from nvila.errors import ConfigError
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
-from nvila.synth import Sample
+from nvila.synth import Sample, Turn, charts, documents, shapes
 from nvila.synth.charts import make_chart
 from nvila.synth.documents import make_document
 from nvila.synth.shapes import make_shapes
@@ -69,13 +69,15 @@ class Task:
     make: Callable[[np.random.Generator, tuple[int, int], int], Sample]  #: (rng, size, max_questions)
     video: bool
     default_count: int
+    #: The task's caption turn (scene -> Turn) for datasets written with captions; None: the task has none.
+    describe: Callable[[dict], Turn] | None = None
 
 
 #: The tasks, in the order they are written.
 TASKS: dict[str, Task] = {
-    "documents": Task(make_document, video=False, default_count=1000),
-    "charts": Task(make_chart, video=False, default_count=500),
-    "shapes": Task(make_shapes, video=False, default_count=1000),
+    "documents": Task(make_document, video=False, default_count=1000, describe=documents.describe),
+    "charts": Task(make_chart, video=False, default_count=500, describe=charts.describe),
+    "shapes": Task(make_shapes, video=False, default_count=1000, describe=shapes.describe),
     "events": Task(make_events, video=True, default_count=200),
 }
 
@@ -90,6 +92,7 @@ class Plan:
     video_size: tuple[int, int]
     max_questions: int
     heldout: float | dict[str, int]  #: as asked, for the manifest
+    captions: bool = False  #: end every image record with its task's caption turn
 
 
 # ---- options ----------------------------------------------------------------------------------------------
@@ -100,6 +103,7 @@ def make_plan(
     heldout: float | Mapping[str, int] = 0.1,
     video_size: int | tuple[int, int] | None = None,
     max_questions: int = 3,
+    captions: bool = False,
 ) -> Plan:
     """Check the options of `write_dataset`; raise `ConfigError` naming the bad one."""
     totals = _task_counts(tasks)
@@ -116,7 +120,7 @@ def make_plan(
     held = _heldout_counts(totals, heldout)
     counts = {name: (totals[name] - held[name], held[name]) for name in TASKS if name in totals}
     heldout_option = dict(heldout) if isinstance(heldout, Mapping) else float(heldout)
-    return Plan(counts, seed, image, video, max_questions, heldout_option)
+    return Plan(counts, seed, image, video, max_questions, heldout_option, bool(captions))
 
 
 def _task_counts(tasks: Mapping[str, int] | Sequence[str] | None) -> dict[str, int]:
@@ -177,6 +181,8 @@ def draw_sample(
         # Fixed-length entropy: numpy's SeedSequence gives [a, b] and [a, b, 0] the same state.
         rng = np.random.default_rng([plan.seed, zlib.crc32(task.encode()), SPLITS.index(split), index, attempt])
         sample = spec.make(rng, size, plan.max_questions)
+        if plan.captions and spec.describe is not None:  # derived from the scene: draws nothing from rng
+            sample.turns.append(spec.describe(sample.scene))
         digest = media_digest(sample)
         if avoid is None or digest not in avoid:
             return sample, digest
@@ -305,6 +311,7 @@ def write_dataset(
     *,
     video_size: int | tuple[int, int] | None = None,
     max_questions: int = 3,
+    captions: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
     workers: int | None = None,
@@ -315,11 +322,14 @@ def write_dataset(
     heldout: the fraction of each task held out, in [0, 1) (rounded half up), or task name -> held-out count.
     image_size / video_size: N or (width, height); videos default to the image size capped at 96 px.
     max_questions: each record asks 1..max_questions questions about its media.
+    captions: end every image record with a caption turn (all shapes with their colours, every bar's value and
+        colour, a page's whole text): dense supervision for projector and reading pre-training. Records are
+        otherwise the same as without it (the caption is drawn from the scene, not from the random stream).
     overwrite: replace an existing dataset at `root` (never a folder that is not a dataset and not empty).
     progress: show a progress bar (None: when stderr is a terminal).
     workers: processes drawing samples (None: `default_workers`); the files do not depend on it.
     """
-    plan = make_plan(tasks, seed, image_size, heldout, video_size, max_questions)
+    plan = make_plan(tasks, seed, image_size, heldout, video_size, max_questions, captions)
     if workers is None:
         workers = default_workers(sum(sum(c) for c in plan.counts.values()))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -386,6 +396,7 @@ def _manifest(root: Path, plan: Plan) -> dict:
         "image_size": list(plan.image_size),
         "video_size": list(plan.video_size),
         "max_questions": plan.max_questions,
+        "captions": plan.captions,
         "heldout": plan.heldout,
         "tasks": {name: {"train": n, "heldout": k} for name, (n, k) in plan.counts.items()},
         "records": {"train": len(train), "heldout": len(heldout)},
@@ -471,6 +482,11 @@ def add_synth_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-questions", type=int, default=3, metavar="N", help="questions per record: 1..N (default: 3)")
     p.add_argument(
+        "--captions",
+        action="store_true",
+        help="end every image record with a caption turn (shapes and colours, bar values, the page text)",
+    )
+    p.add_argument(
         "--workers", type=int, metavar="N", help="processes (default: 1 below 500 records, else the CPUs, at most 8)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
@@ -488,6 +504,7 @@ def run_synth(args: argparse.Namespace) -> int:
         heldout=heldout,
         video_size=parse_size(args.video_size, "--video-size") if args.video_size else None,
         max_questions=args.max_questions,
+        captions=args.captions,
         overwrite=args.overwrite,
         workers=args.workers,
     )
