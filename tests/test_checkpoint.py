@@ -117,6 +117,17 @@ def test_broken_checkpoints(saved, tmp_path, damage):
         nvila.load(ckpt)
 
 
+def test_malformed_config_names_the_file_line_and_column(saved, tmp_path):
+    ckpt = _copy(saved, tmp_path)
+    config = ckpt / "llm" / "config.json"
+    config.write_text('{"hidden_size": 32,\n "vocab_size": }')
+    with pytest.raises(CheckpointError, match=r"llm/config\.json:2:16: malformed JSON \(Expecting value\)"):
+        nvila.load(ckpt)
+    config.write_text("[32]")
+    with pytest.raises(CheckpointError, match=r"llm/config\.json must hold a JSON object, not an array"):
+        nvila.load(ckpt)
+
+
 def test_save_refuses_to_overwrite_and_leaves_nothing_half_written(tiny, tmp_path):
     model, processor = tiny
     target = save(model, processor.tokenizer, tmp_path / "out")

@@ -129,6 +129,23 @@ def test_help_has_examples(capsys):
         assert "examples:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("command", "example"),
+    [
+        ("generate", "nvila generate --video clip.mp4 --frames 32"),
+        ("serve", "nvila serve --model ckpt/ --frame-sampling linspace --video-timestamps"),
+        ("eval", "--benchmark activitynet_rtl --data data/anet --frame-sampling linspace --video-timestamps"),
+    ],
+)
+def test_video_options_are_explained_by_every_command(capsys, command, example):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0 and example in text  # the command's own examples (serve, eval: from their modules)
+    assert "--frame-sampling {centres,linspace}" in text and "round(linspace(0, n-1, N))" in text
+    assert "--video-timestamps" in text and "The video frames were sampled at" in text
+
+
 def test_generate_with_a_video(capsys, tmp_path):
     from tests.test_video_io import write_video
 
@@ -166,6 +183,8 @@ def test_generate_passes_the_video_options(capsys, tmp_path, monkeypatch):
     run(capsys, *args)
     assert [frame_index(f) for f in seen["videos"][0].frames] == [3, 9, 15, 21]  # segment centres (default)
     assert seen["timestamps"] is False
+    run(capsys, *args, "--video-timestamps")  # the spelling serve and eval use
+    assert seen["timestamps"] is True
     with pytest.raises(SystemExit):
         main([*args, "--frame-sampling", "random"])
     assert f"choose from {', '.join(map(repr, SAMPLINGS))}" in capsys.readouterr().err

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from nvila.errors import MediaError, PromptError
+from nvila.errors import ConfigError, MediaError, PromptError
 from nvila.geometry import image_tokens
 from nvila.processing import NVILAProcessor
+from nvila.temporal import timestamp_prefix
 from nvila.video_io import VideoFrames, load_video
 from tests.conftest import noise_image
-from tests.test_video_io import write_video
+from tests.test_video_io import RATE, frame_index, write_video
 
 
 def count(ids: torch.Tensor, token: int) -> int:
@@ -139,6 +141,49 @@ def test_video_timestamps_go_before_each_video_placeholder(tiny):
     assert ids.count(video_id) == plain.count(video_id) == 5 * processor.config.tokens_per_tile
     assert len(ids) > len(plain)
     assert processor(prompt, videos=videos).input_ids[0].tolist() == plain  # the default stays without times
+
+
+def test_video_timestamps_can_be_set_per_call(tiny):
+    _, processor = tiny
+    timed = NVILAProcessor(processor.tokenizer, processor.config, video_timestamps=True)
+    messages = [{"role": "user", "content": "<vila/video> When?"}]
+    videos = [clip([0.5, 1.5])]
+
+    def text(p: NVILAProcessor, **kwargs) -> str:
+        return p.tokenizer.decode(p.encode_messages(messages, videos=videos, **kwargs).input_ids)
+
+    prefix = "The video frames were sampled at 0.5s, 1.5s."
+    assert prefix in text(processor, video_timestamps=True) and prefix not in text(processor)
+    assert prefix not in text(timed, video_timestamps=False) and prefix in text(timed)
+    assert processor.video_timestamps is False and timed.video_timestamps is True  # settings untouched
+
+
+def test_video_sampling_chooses_the_frames_of_a_video_path(tiny, tmp_path):
+    _, processor = tiny
+    n = processor.config.num_video_frames
+    path = write_video(tmp_path / "v.mp4", 24)
+    assert processor.video_sampling == "centres"
+    assert [frame_index(f) for f in processor.load_video(path).frames] == [
+        (2 * i + 1) * 24 // (2 * n) for i in range(n)
+    ]
+    linspace = NVILAProcessor(processor.tokenizer, processor.config, video_sampling="linspace", video_timestamps=True)
+    official = np.round(np.linspace(0, 23, n)).astype(int).tolist()  # the official loader's indices
+    chosen = linspace.load_video(path)
+    assert [frame_index(f) for f in chosen.frames] == official and official[0] == 0 and official[-1] == 23
+    ids = linspace("When?", videos=[path]).input_ids[0].tolist()
+    text = processor.tokenizer.decode([i for i in ids if i != processor.config.video_token_id])
+    assert timestamp_prefix(chosen.timestamps) in text  # the times of the frames chosen reach the prompt
+    assert chosen.timestamps == pytest.approx([k / RATE for k in official])  # each chosen frame's own time
+
+
+def test_bad_video_sampling_is_refused(tiny):
+    _, processor = tiny
+    with pytest.raises(ConfigError, match="video_sampling must be one of centres, linspace; got 'random'"):
+        NVILAProcessor(processor.tokenizer, processor.config, video_sampling="random")
+    other = NVILAProcessor(processor.tokenizer, processor.config)
+    with pytest.raises(ConfigError, match="got 'uniform'"):
+        other.video_sampling = "uniform"
+    assert other.video_sampling == "centres"
 
 
 def test_video_timestamps_need_frame_times(tiny):

@@ -59,3 +59,34 @@ def byte_size(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
     return value
+
+
+#: The uniform frame-sampling rules of `nvila.video_io.load_video` (its `SAMPLINGS`, repeated here so that
+#: parsing arguments does not load PyAV; a test keeps the two equal).
+FRAME_SAMPLINGS = ("centres", "linspace")
+
+
+def add_video_options(p: argparse.ArgumentParser, *, scope: str = "", timestamps_aliases: tuple[str, ...] = ()) -> None:
+    """`--frame-sampling` and `--video-timestamps`, the video prompt options of generate, serve and eval.
+
+    They land in `args.frame_sampling` ("centres" | "linspace") and `args.video_timestamps` (bool). `scope`, when
+    given, is appended to both help texts (e.g. how a request overrides the server's default).
+    """
+    extra = f"; {scope}" if scope else ""
+    p.add_argument(
+        "--frame-sampling",
+        choices=FRAME_SAMPLINGS,
+        default="centres",
+        help="how a video's N frames are chosen when not sampled by --fps: 'centres' (default) takes the centre of N "
+        "equal segments; 'linspace' the official NVILA loader's frames round(linspace(0, n-1, N)), first and last "
+        f"included, to match numbers from the official code (see docs/video.md){extra}",
+    )
+    p.add_argument(
+        "--video-timestamps",
+        *timestamps_aliases,
+        dest="video_timestamps",
+        action="store_true",
+        help="write each video's frame times into the prompt before the video ('The video frames were sampled at "
+        "0.5s, 1.5s, ...'), as temporal-localization prompts do: use it for 'when does ...' questions such as "
+        f"activitynet_rtl{extra}",
+    )

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerBase
 from transformers.initialization import no_init_weights
 
+from nvila import json_io
 from nvila.atomic import atomic_folder
 from nvila.config import NVILAConfig, TextConfig, VisionConfig
 from nvila.errors import CheckpointError, ConfigError
@@ -46,15 +47,9 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 # ---- config mapping -----------------------------------------------------------------------------------
 def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"missing file: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"malformed JSON in {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
-    return data
+    """A checkpoint's JSON object file; `CheckpointError` naming the file (and the line and column of malformed
+    JSON) when it is missing, malformed or not an object."""
+    return json_io.read_json(path, CheckpointError, want=dict)
 
 
 #: The official encoder that averages groups of frames: `pool_sizes` [[t, h, w]] (NVILA-8B-Video: [[8, 1, 1]]).

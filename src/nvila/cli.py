@@ -14,10 +14,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from nvila.argtypes import image_size, positive_int
+from nvila.argtypes import add_video_options, image_size, positive_int
 from nvila.errors import NVILAError
 
 log = logging.getLogger("nvila")
+#: Loggers of libraries that transformers imports whenever they are installed (torchao, for `fp8` training)
+#: and that warn at import about kernels a CPU build cannot load; quiet unless --debug.
+IMPORT_NOISE = ("torchao", "torch.utils._pytree")
 
 
 # ---- nvila tokens ---------------------------------------------------------------------------------------
@@ -67,15 +70,7 @@ def add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", action="append", default=[], metavar="FILE", help="a video; repeat for several")
     p.add_argument("--frames", type=positive_int, metavar="N", help="frames sampled per video (default: the model's)")
     p.add_argument("--fps", type=float, metavar="F", help="sample videos at this rate, capped at --frames")
-    p.add_argument(
-        "--frame-sampling",
-        choices=("centres", "linspace"),
-        default="centres",
-        help="uniform frame rule: segment centres (default) or the official NVILA indices round(linspace(0, n-1, N))",
-    )
-    p.add_argument(
-        "--timestamps", action="store_true", help="tell the model each video frame's time (temporal localization)"
-    )
+    add_video_options(p, timestamps_aliases=("--timestamps",))
     p.add_argument("--prompt", required=True, help="the question; put <image> where each image goes (default: first)")
     p.add_argument("--max-new-tokens", type=positive_int, default=128, metavar="N")
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
@@ -114,7 +109,7 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     model_path = Path(args.model) if args.model else DEFAULT_MODEL
     pipe = NVILAPipeline.from_pretrained(model_path, device=args.device, dtype=args.dtype)
-    pipe.processor.video_timestamps = args.timestamps
+    pipe.processor.video_timestamps = args.video_timestamps
     videos = [_read_video(path, args, pipe.processor.config) for path in args.video]
     if args.stream:
         for piece in pipe.stream(args.prompt, images, options, videos=videos):
@@ -167,21 +162,6 @@ SYNTH_HELP = (
 )
 
 
-EVAL_HELP = (
-    "score a model on a benchmark, resumably, with a report and plot\n\nexamples:\n"
-    "  nvila eval --benchmark synth --data data/synth-suite\n"
-    "  nvila eval --model ckpt/ --benchmark docvqa --data ~/bench/docvqa --limit 500 --batch-size 8\n"
-    "  nvila eval --compare runs/eval-a runs/eval-b"
-)
-
-SERVE_HELP = (
-    "serve a model over an OpenAI-compatible HTTP API (with a web demo at /)\n\nexamples:\n"
-    "  nvila serve\n"
-    "  nvila serve --model ckpt/ --host 0.0.0.0 --port 8000 --api-key secret\n"
-    "  nvila serve --allow-local-media /data/images --max-concurrent 8"
-)
-
-
 BENCH_HELP = (
     "side-by-side speed / token / memory comparison with Qwen2-VL, LLaVA-OneVision, InternVL\n\nexamples:\n"
     "  nvila bench --size small --out docs/performance.md\n"
@@ -191,8 +171,10 @@ BENCH_HELP = (
 )
 
 
-from nvila.finetune.cli import HELP as FINETUNE_HELP  # noqa: E402  (help texts only: no torch)
+from nvila.eval.cli import EVAL_HELP  # noqa: E402  (help texts only: no torch)
+from nvila.finetune.cli import HELP as FINETUNE_HELP  # noqa: E402
 from nvila.prune.cli import HELP as PRUNE_HELP  # noqa: E402
+from nvila.serve.cli import HELP as SERVE_HELP  # noqa: E402
 
 
 # ---- dispatch ----
@@ -301,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="nvila: %(levelname)s: %(message)s")
+    for name in IMPORT_NOISE:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
     try:
         return args.run(args)
     except NVILAError as e:

@@ -19,7 +19,7 @@ from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
 from nvila.config import NVILAConfig
-from nvila.errors import MediaError, PromptError
+from nvila.errors import ConfigError, MediaError, PromptError
 from nvila.geometry import video_tokens
 from nvila.image_io import ImageInput, load_image
 from nvila.image_processing import image_to_tiles, normalize_tiles
@@ -104,14 +104,22 @@ class NVILAProcessor:
 
     `video_timestamps`: write each video's frame times before its placeholder ("The video frames were sampled
     at 0.5s, 1.5s, ...", `temporal.timestamp_prefix`), for temporal-localization prompts.
+    `video_sampling`: how frames are chosen from a video given as a path (`video_io.load_video`'s `sampling`):
+    "centres" (default) or "linspace" (the official NVILA loader's indices).
     """
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, config: NVILAConfig, *, video_timestamps: bool = False
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        config: NVILAConfig,
+        *,
+        video_timestamps: bool = False,
+        video_sampling: str = "centres",
     ) -> None:
         self.tokenizer = tokenizer
         self.config = config
         self.video_timestamps = video_timestamps
+        self.video_sampling = video_sampling
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         if self.image_token_id != config.image_token_id:
             raise ValueError(
@@ -122,6 +130,18 @@ class NVILAProcessor:
         self.pad_token_id: int = pad if pad is not None else tokenizer.eos_token_id
         self.eos_token_ids: list[int] = [tokenizer.eos_token_id]
 
+    @property
+    def video_sampling(self) -> str:
+        return self._video_sampling
+
+    @video_sampling.setter
+    def video_sampling(self, value: str) -> None:
+        from nvila.video_io import SAMPLINGS
+
+        if value not in SAMPLINGS:
+            raise ConfigError(f"video_sampling must be one of {', '.join(SAMPLINGS)}; got {value!r}")
+        self._video_sampling = value
+
     # ---- conversations ------------------------------------------------------------------------------
     def encode_messages(
         self,
@@ -130,13 +150,16 @@ class NVILAProcessor:
         videos: Sequence[VideoInput] = (),
         *,
         add_generation_prompt: bool = False,
+        video_timestamps: bool | None = None,
     ) -> EncodedSample:
         """Tokenize a conversation ({"role": "user" | "assistant" | "system", "content"}) with its media.
 
         `<image>` / `<vila/video>` placeholders may sit in any non-assistant message (none: that kind of
         media goes before the first message's text). Labels hold the assistant answers (and their end
-        token); everything else, media included, is -100.
+        token); everything else, media included, is -100. `video_timestamps` overrides the processor's
+        setting for this call (None: the processor's), so one processor can serve requests that differ.
         """
+        timestamps = self.video_timestamps if video_timestamps is None else video_timestamps
         pil_images = [load_image(image) for image in images]
         clips = [self.load_video(video) for video in videos]
         roles = [m["role"] for m in messages]
@@ -156,7 +179,7 @@ class NVILAProcessor:
                 if token == IMAGE_TOKEN:
                     out += self._add_image(next(next_image), single, sample, per_placeholder)
                 else:
-                    out += self._add_video(next(next_video), sample, per_placeholder)
+                    out += self._add_video(next(next_video), sample, per_placeholder, timestamps)
                 out += piece
             expanded.append(out)
         text, spans = render_chat(
@@ -178,14 +201,14 @@ class NVILAProcessor:
         # dynamic tiling: one placeholder + newline per tile, as the official prompt builder writes it
         return (IMAGE_TOKEN + "\n") * tokens.placeholders if tokens.placeholders > 1 else IMAGE_TOKEN
 
-    def _add_video(self, clip: VideoClip, sample: EncodedSample, counts: list[int]) -> str:
+    def _add_video(self, clip: VideoClip, sample: EncodedSample, counts: list[int], timestamps: bool) -> str:
         tokens = video_tokens(len(clip.frames), self.config)
         sample.video_tiles += [image_to_tiles(f, self.config, single_image=False)[0][0] for f in clip.frames]
         sample.video_frame_counts.append(len(clip.frames))
         sample.videos.append(clip)
         # one placeholder stands for every pooled frame group: t tokens + the media end after each group
         counts.append(-tokens.pooled_frames)
-        if not self.video_timestamps:
+        if not timestamps:
             return VIDEO_TOKEN
         if clip.timestamps is None:
             raise MediaError(
@@ -195,7 +218,8 @@ class NVILAProcessor:
         return timestamp_prefix(clip.timestamps) + VIDEO_TOKEN
 
     def load_video(self, video: VideoInput) -> VideoClip:
-        """A path (sampled with the config's frame count / fps), `VideoFrames`, or a list of frames.
+        """A path (sampled with the config's frame count / fps and `video_sampling`), `VideoFrames`, or a list of
+        frames.
 
         Frames read from a path are resized to one tile while decoding (`video_frame_size`), which keeps long
         videos out of memory at full resolution and gives the same pixels as resizing them later.
@@ -204,7 +228,9 @@ class NVILAProcessor:
             from nvila.video_io import load_video
 
             cfg = self.config
-            video = load_video(video, cfg.num_video_frames, cfg.fps, size=video_frame_size(cfg))
+            video = load_video(
+                video, cfg.num_video_frames, cfg.fps, sampling=self.video_sampling, size=video_frame_size(cfg)
+            )
         if hasattr(video, "frames") and hasattr(video, "timestamps"):
             return VideoClip([load_image(f) for f in video.frames], list(video.timestamps), float(video.duration))
         frames = [load_image(f) for f in video]

@@ -82,6 +82,15 @@ def test_docvqa_missing_image_and_missing_file(tmp_path):
         load_docvqa(tmp_path / "nowhere")
 
 
+def test_malformed_benchmark_files_name_the_line_and_column(tmp_path):
+    (tmp_path / "val_v1.0.json").write_text('{"data": [\n  {"questionId": 1,}\n]}')
+    with pytest.raises(ConfigError, match=r"val_v1\.0\.json:2:20: malformed JSON \(Expecting property name"):
+        load_docvqa(tmp_path)
+    (tmp_path / "heldout.jsonl").write_text('{"id": 1}\n{"id": 2\n')
+    with pytest.raises(ConfigError, match=r"heldout\.jsonl:2:9: malformed JSON"):
+        load_synth(tmp_path)
+
+
 def test_infovqa_uses_image_local_name(tmp_path):
     _image(tmp_path / "infographicsvqa_images" / "20471.jpeg")
     _json(
@@ -161,6 +170,21 @@ def test_vqav2_joins_questions_and_annotations(tmp_path):
     assert (sample.id, sample.task, sample.answers) == ("42000", "number", ["2"] * 10)
     assert sample.images == [tmp_path / "val2014" / "COCO_val2014_000000000042.jpg"]
     assert get_benchmark("vqav2").score("two", sample).value == 1.0
+
+
+def test_vqav2_fields_of_the_wrong_kind_are_named(tmp_path):
+    _vqav2_files(tmp_path)
+    path = tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json"
+    questions = json.loads(path.read_text())
+    questions["questions"][0]["image_id"] = "forty-two"
+    _json(path, questions)
+    with pytest.raises(
+        ConfigError, match=r"questions\.json: record 0: field 'image_id' must be a number, got 'forty-two'"
+    ):
+        load_vqav2(tmp_path)
+    _json(path, {**questions, "questions": 5})
+    with pytest.raises(ConfigError, match=r"the top-level object: field 'questions' must be a list, got int"):
+        load_vqav2(tmp_path)
 
 
 def test_vqav2_question_without_annotation(tmp_path):
@@ -276,6 +300,15 @@ def test_activitynet_rtl_answer_without_timestamps(tmp_path):
         load_activitynet_rtl(tmp_path)
 
 
+@pytest.mark.parametrize("duration", ["long", 0, -5, [60]])
+def test_activitynet_rtl_duration_must_be_a_positive_number(tmp_path, duration):
+    (tmp_path / "v_abc.mp4").write_bytes(b"\0")
+    record = {"vid": "abc", "question": "q", "answer": "<1> <2>", "duration": duration}
+    _json(tmp_path / "annot_val_1_q229.json", [record])
+    with pytest.raises(ConfigError, match=r"record 0: field 'duration' must be a positive number, got "):
+        load_activitynet_rtl(tmp_path)
+
+
 def test_parse_interval():
     assert parse_interval("1.5 - 3.0 seconds") == (1.5, 3.0)
     assert parse_interval("from 30 s to 12.5 s") == (12.5, 30.0)  # ordered
@@ -327,6 +360,26 @@ def test_synth_missing_field(tmp_path):
     (tmp_path / "heldout.jsonl").write_text(json.dumps({"id": "x", "source": "shapes", "image": "images/a.png"}) + "\n")
     with pytest.raises(ConfigError, match=r"heldout\.jsonl: record 0 has no field 'conversations'"):
         load_synth(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"conversations": "q?"}, "field 'conversations' must be a list, got str"),
+        ({"conversations": ["q?", "a"]}, "conversations must be a list of {'from', 'value'} objects"),
+        ({"meta": [1]}, "field 'meta' must be an object, got list"),
+        ({"meta": {"duration": "7 s"}}, "field 'meta.duration' must be a positive number, got '7 s'"),
+        ({"image": 3}, "field 'image' must be a list, got int"),
+    ],
+)
+def test_synth_records_of_the_wrong_shape_are_named(tmp_path, change, words):
+    _image(tmp_path / "images" / "a.png")
+    turns = [{"from": "human", "value": "<image>\nq?"}, {"from": "gpt", "value": "a"}]
+    record = {"id": "x", "source": "shapes", "image": "images/a.png", "conversations": turns, **change}
+    (tmp_path / "heldout.jsonl").write_text(json.dumps(record) + "\n")
+    with pytest.raises(ConfigError, match=r"heldout\.jsonl: record 0: ") as info:
+        load_synth(tmp_path)
+    assert words in str(info.value)
 
 
 def test_unknown_benchmark_lists_known_ones():

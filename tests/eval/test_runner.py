@@ -1,5 +1,5 @@
 """`nvila eval` end to end on a tiny random model and a tiny synth dataset: files, resume, --limit, errors,
-no-answer counting and comparisons."""
+no-answer counting, comparisons, and the video options (--frame-sampling, --video-timestamps)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from nvila.eval.cli import add_eval_args, run_eval
 from nvila.eval.runner import PREDICTIONS, EvalSettings, pipeline_generator, run_benchmark
 from nvila.factory import random_pretrained
 from nvila.pipeline import NVILAPipeline
+from nvila.processing import NVILAProcessor
+from nvila.temporal import timestamp_prefix
+from tests.test_video_io import RATE, frame_index, write_video
 
 
 def small_config():
@@ -64,10 +67,16 @@ class Counting:
         return generate
 
 
-def parse(argv):
-    parser = argparse.ArgumentParser()
+def _parser():
+    from nvila.eval.cli import EVAL_HELP
+
+    parser = argparse.ArgumentParser(description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_eval_args(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse(argv):
+    return _parser().parse_args(argv)
 
 
 def lines(path):
@@ -187,3 +196,98 @@ def test_compare_prints_side_by_side_and_plots(tmp_path, capsys):
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG" and "compare.png" in (out / "compare.md").read_text()
     with pytest.raises(ConfigError, match="no summary.json"):
         run_eval(parse(["--compare", str(tmp_path / "a"), str(tmp_path), "--out", str(out)]))
+
+
+# ---- video options -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rtl(tmp_path_factory):
+    """An ActivityNet-RTL folder: two questions about one 24-frame video (25 fps, 0.96 s)."""
+    root = tmp_path_factory.mktemp("data") / "anet"
+    (root / "videos").mkdir(parents=True)
+    write_video(root / "videos" / "v_abc.mp4", 24)
+    records = [{"vid": "abc", "question": f"When is frame {k}?", "answer": "<0.1> <0.5>", "duration": 0.96,
+                "question_id": f"abc_{k}"} for k in range(2)]  # fmt: skip
+    (root / "annot_val_1_q229.json").write_text(json.dumps(records))
+    return root
+
+
+@pytest.fixture
+def encoded(monkeypatch):
+    """(prompt text without video tokens, chosen frame indices) of every conversation any processor encodes."""
+    seen = []
+    encode = NVILAProcessor.encode_messages
+
+    def spy(self, *args, **kwargs):
+        sample = encode(self, *args, **kwargs)
+        ids = [i for i in sample.input_ids if i != self.config.video_token_id]
+        seen.append((self.tokenizer.decode(ids), [frame_index(f) for v in sample.videos for f in v.frames]))
+        return sample
+
+    monkeypatch.setattr(NVILAProcessor, "encode_messages", spy)
+    return seen
+
+
+def test_video_options_choose_the_frames_and_write_their_times(checkpoint, rtl, tmp_path, encoded):
+    def argv(out, *extra):
+        return ["--model", str(checkpoint), "--benchmark", "activitynet_rtl", "--data", str(rtl), "--out", str(out),
+                "--max-new-tokens", "2", "--no-progress", *extra]  # fmt: skip
+
+    timed = tmp_path / "timed"
+    assert run_eval(parse(argv(timed, "--frame-sampling", "linspace", "--video-timestamps"))) == 0
+    assert [frames for _, frames in encoded] == [[0, 23], [0, 23]]  # round(linspace(0, 23, 2)): first and last
+    prefix = timestamp_prefix([0 / RATE, 23 / RATE])  # "The video frames were sampled at 0.0s, 0.9s.\n"
+    assert all(prefix in text and "When is frame" in text for text, _ in encoded)
+    run = json.loads((timed / "run.json").read_text())
+    assert (run["frame_sampling"], run["video_timestamps"]) == ("linspace", True)
+    assert "frame_sampling=linspace, video_timestamps=True" in (timed / "report.md").read_text()
+    with pytest.raises(ConfigError, match=r"another video_timestamps, frame_sampling \(video_timestamps=True, "):
+        run_eval(parse(argv(timed)))  # the predictions depend on them: no mixing in one folder
+
+    encoded.clear()
+    assert run_eval(parse(argv(tmp_path / "plain"))) == 0
+    assert [frames for _, frames in encoded] == [[6, 18], [6, 18]]  # segment centres (the default)
+    assert not any("The video frames were sampled" in text for text, _ in encoded)
+    assert "frame_sampling" not in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_video_options_on_the_command_line(capsys):
+    text = " ".join(_parser().format_help().split())
+    assert "--frame-sampling {centres,linspace}" in text and "--video-timestamps" in text
+    assert "video benchmarks only" in text and "--frame-sampling linspace --video-timestamps" in text
+    args = parse(["--frame-sampling", "linspace", "--video-timestamps"])
+    assert (args.frame_sampling, args.video_timestamps) == ("linspace", True)
+    assert (parse([]).frame_sampling, parse([]).video_timestamps) == ("centres", False)
+    with pytest.raises(SystemExit) as info:
+        parse(["--frame-sampling", "random"])
+    assert info.value.code == 2 and "invalid choice: 'random'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--frame-sampling must be one of centres, linspace, got 'uniform'"):
+        EvalSettings("activitynet_rtl", "d", "o", "m", frame_sampling="uniform")
+
+
+def test_run_json_without_video_options_resumes_as_the_defaults(rtl, tmp_path):
+    fixed = Counting(generate=lambda prompts, images, videos: ["0 - 1 seconds"] * len(prompts))
+    settings = EvalSettings("activitynet_rtl", str(rtl), str(tmp_path), "m")
+    run_benchmark(settings, fixed, progress=False)
+    run = json.loads((tmp_path / "run.json").read_text())
+    del run["video_timestamps"], run["frame_sampling"]  # as written before these options existed
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    assert run_benchmark(settings, fixed, progress=False)["count"] == 2 and fixed.loads == 1  # resumed, not redone
+    settings.frame_sampling = "linspace"
+    with pytest.raises(ConfigError, match=r"another frame_sampling \(frame_sampling='centres'\)"):
+        run_benchmark(settings, fixed, progress=False)
+    (tmp_path / "run.json").write_text("{oops")
+    with pytest.raises(ConfigError, match=r"run\.json:1:2: malformed JSON"):
+        run_benchmark(settings, fixed, progress=False)
+
+
+def test_video_options_without_videos_warn_and_do_not_block_a_resume(tmp_path, caplog):
+    data = _ai2d(tmp_path)
+    fixed = Counting(generate=lambda prompts, images, videos: ["A"] * len(prompts))
+    timed = EvalSettings(
+        "ai2d", str(data), str(tmp_path / "out"), "m", video_timestamps=True, frame_sampling="linspace"
+    )
+    run_benchmark(timed, fixed, progress=False)
+    assert "no sample has a video; --video-timestamps / --frame-sampling change nothing" in caplog.text
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert (run["frame_sampling"], run["video_timestamps"]) == ("centres", False)
+    assert run_benchmark(EvalSettings("ai2d", str(data), str(tmp_path / "out"), "m"), fixed, False)["count"] == 3

@@ -38,15 +38,19 @@ def test_help_lists_every_flag_with_examples():
         "--max-len",
         "--vision-cache-mib",
         "--compile",
+        "--frame-sampling",
+        "--video-timestamps",
     ):
         assert flag in text, flag
     assert "examples:" in text and "nvila serve --model" in text and "curl" in text
+    assert 'a request may set "frame_sampling" / "video_timestamps" in its body' in " ".join(text.split())
 
 
 @pytest.mark.parametrize(
     "bad",
     [["--max-concurrent", "0"], ["--timeout", "-1"], ["--port", "http"], ["--max-frames", "0"]]
-    + [["--max-batch", "0"], ["--vision-cache-mib", "-1"]],
+    + [["--max-batch", "0"], ["--vision-cache-mib", "-1"], ["--frame-sampling", "random"]]
+    + [["--video-timestamps=yes"]],
 )
 def test_bad_values_are_usage_errors(bad, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -72,14 +76,18 @@ def test_run_serve_loads_the_default_model_and_hands_settings_to_uvicorn(monkeyp
     assert settings.api_key == "from-env" and settings.allow_local_media == tmp_path.resolve()
     assert settings.max_concurrent == 3 and settings.max_tokens_cap == 99 and app.state.admission.limit == 3
     assert settings.max_frames == 12
+    assert (settings.frame_sampling, settings.video_timestamps) == ("centres", False)  # the defaults
     assert (settings.engine.max_batch, settings.engine.max_len, settings.engine.vision_cache_bytes) == (5, 300, 0)
     runner = app.state.engine.core.runner
     assert (runner.slots, runner.max_len) == (5, 300)  # the KV cache was allocated for them
     app.state.engine.close()
 
     calls.clear()
-    assert run_serve(parser().parse_args(["--api-key", "flag-wins", "--model-name", "demo"])) == 0
-    assert calls[0][0].state.settings.api_key == "flag-wins" and calls[0][0].state.settings.model_name == "demo"
+    argv = ["--api-key", "flag-wins", "--model-name", "demo", "--frame-sampling", "linspace", "--video-timestamps"]
+    assert run_serve(parser().parse_args(argv)) == 0
+    settings = calls[0][0].state.settings
+    assert settings.api_key == "flag-wins" and settings.model_name == "demo"
+    assert (settings.frame_sampling, settings.video_timestamps) == ("linspace", True)
     calls[0][0].state.engine.close()
 
 

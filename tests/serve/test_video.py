@@ -1,18 +1,25 @@
 """Video parts ({"type": "video_url", "video_url": {"url": ...}}): answers equal `NVILAPipeline.generate` on the same
-frames, streamed or not; the frame count follows the model and --max-frames; every bad video is a clear 4xx.
+frames, streamed or not; the frame count follows the model and --max-frames; frame sampling and frame times in the
+prompt follow the server's settings or the request's fields; every bad video or option is a clear 4xx.
 
 Videos are written by the tests with PyAV (`tests.test_video_io.write_video`: 64x48, one flat colour per frame).
 """
 
 from __future__ import annotations
 
+import typing
+
+import numpy as np
 import pytest
 
+from nvila.argtypes import FRAME_SAMPLINGS
+from nvila.errors import ConfigError
 from nvila.generation import GenerationOptions
 from nvila.processing import video_frame_size
 from nvila.serve import schema
 from nvila.serve.app import flatten_messages
 from nvila.serve.limits import ServeSettings
+from nvila.temporal import timestamp_prefix
 from nvila.video_io import load_video
 from tests.serve.conftest import (
     chat,
@@ -24,7 +31,7 @@ from tests.serve.conftest import (
     streamed_text,
     text_part,
 )
-from tests.test_video_io import write_video
+from tests.test_video_io import frame_index, write_video
 
 pytestmark = pytest.mark.anyio
 URL = "/v1/chat/completions"
@@ -149,3 +156,86 @@ async def test_video_placement_and_reserved_tokens(asgi, pipeline):
     assert_error(await client.post(URL, json=chat("a <vila/video> here")), 400, "invalid_content", "video_url parts")
     answer = {"messages": [{"role": "assistant", "content": [video_part("data:v")]}]}
     assert_error(await client.post(URL, json=answer), 400, "invalid_content", "only allowed in user messages")
+
+
+# ---- frame sampling and frame times -------------------------------------------------------------------------
+def spy_encodings(monkeypatch, processor) -> list[tuple[str, list[list[int]]]]:
+    """Record, for every conversation the server encodes, its prompt text (video tokens left out) and the frame
+    indices of each of its videos."""
+    seen = []
+    encode = processor.encode_messages
+
+    def spy(*args, **kwargs):
+        sample = encode(*args, **kwargs)
+        ids = [i for i in sample.input_ids if i != processor.config.video_token_id]
+        seen.append((processor.tokenizer.decode(ids), [[frame_index(f) for f in v.frames] for v in sample.videos]))
+        return sample
+
+    monkeypatch.setattr(processor, "encode_messages", spy)
+    return seen
+
+
+def indices(sampling: str, n: int, total: int = 50) -> list[int]:
+    """The frames `sampling` picks from the 50-frame clip (see docs/video.md)."""
+    if sampling == "linspace":
+        return np.round(np.linspace(0, total - 1, n)).astype(int).tolist()
+    return [(2 * i + 1) * total // (2 * n) for i in range(n)]
+
+
+async def test_server_settings_choose_the_frames_and_write_their_times(asgi, pipeline, clip, monkeypatch):
+    seen = spy_encodings(monkeypatch, pipeline.processor)
+    cfg = pipeline.processor.config
+    client = asgi(scripted_pipeline(pipeline, "ok"), frame_sampling="linspace", video_timestamps=True)
+    answer = await client.post(URL, json=chat([video_part(data_uri(clip[1], "video/mp4")), text_part(QUESTION)]))
+    assert answer.status_code == 200, answer.text
+    frames = load_video(clip[0], cfg.num_video_frames, cfg.fps, sampling="linspace", size=video_frame_size(cfg))
+    [(text, [chosen])] = seen
+    assert chosen == indices("linspace", 8) == [0, 7, 14, 21, 28, 35, 42, 49]
+    # "The video frames were sampled at 0.0s, 0.3s, ...", then the video (its tokens left out: a newline per frame)
+    assert "user\n" + timestamp_prefix(frames.timestamps) + "\n" * 8 + QUESTION in text
+    expected = pipeline.processor.encode_messages(
+        [{"role": "user", "content": QUESTION}], videos=[frames], add_generation_prompt=True, video_timestamps=True
+    )
+    assert answer.json()["usage"]["prompt_tokens"] == len(expected.input_ids)
+    assert pipeline.processor.video_timestamps is False  # the shared processor's own setting is untouched
+
+
+async def test_request_fields_override_the_server_defaults(asgi, pipeline, clip, monkeypatch):
+    seen = spy_encodings(monkeypatch, pipeline.processor)
+    video = video_part(data_uri(clip[1], "video/mp4"))
+    plain = asgi(scripted_pipeline(pipeline, "ok"))
+    timed = asgi(scripted_pipeline(pipeline, "ok"), frame_sampling="linspace", video_timestamps=True)
+    cases = [
+        (plain, {}, "centres", False),
+        (plain, {"frame_sampling": "linspace", "video_timestamps": True}, "linspace", True),
+        (plain, {"video_timestamps": True}, "centres", True),
+        (timed, {"frame_sampling": "centres", "video_timestamps": False}, "centres", False),
+        (timed, {"frame_sampling": None, "video_timestamps": None}, "linspace", True),  # null: the server's default
+    ]
+    for client, fields, sampling, times in cases:
+        seen.clear()
+        answer = await client.post(URL, json=chat([video, text_part(QUESTION)], **fields))
+        assert answer.status_code == 200, answer.text
+        [(text, [chosen])] = seen
+        assert chosen == indices(sampling, 8), fields
+        assert ("The video frames were sampled at" in text) is times, fields
+
+
+async def test_bad_video_options_are_400(asgi, pipeline, clip):
+    client = asgi(scripted_pipeline(pipeline, "ok"))
+    video = video_part(data_uri(clip[1], "video/mp4"))
+    for fields, param in [
+        ({"frame_sampling": "random"}, "frame_sampling"),
+        ({"frame_sampling": 2}, "frame_sampling"),
+        ({"video_timestamps": "yes"}, "video_timestamps"),
+        ({"video_timestamps": 1}, "video_timestamps"),
+    ]:
+        response = await client.post(URL, json=chat([video, text_part(QUESTION)], **fields))
+        assert_error(response, 400, "invalid_request", f"invalid request: {param}: ")
+        assert response.json()["error"]["param"] == param
+    response = await client.post(URL, json=chat([video, text_part(QUESTION)], frame_sampling="random"))
+    assert "'centres' or 'linspace'" in response.json()["error"]["message"]
+    with pytest.raises(ConfigError, match="frame_sampling must be one of centres, linspace; got 'uniform'"):
+        ServeSettings(frame_sampling="uniform")
+    field = schema.ChatCompletionRequest.model_fields["frame_sampling"].annotation
+    assert typing.get_args(typing.get_args(field)[0]) == FRAME_SAMPLINGS  # the request accepts the reader's rules

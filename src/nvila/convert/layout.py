@@ -14,6 +14,7 @@ from typing import Any
 
 from nvila.checkpoint import PARTS, is_hf_layout
 from nvila.errors import CheckpointError
+from nvila.json_io import read_json
 
 RECORD_NAME = "nvila_conversion.json"
 RECORD_FORMAT = 1
@@ -65,10 +66,7 @@ def read_record(root: Path) -> dict[str, Any] | None:
     path = root / RECORD_NAME
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"malformed JSON in {path}: {e}") from None
+    record = read_json(path, CheckpointError)
     expected = {"config": ("added", "replaced"), "tokenizer": ("llm_files", "originals")}
     if (
         not isinstance(record, dict)

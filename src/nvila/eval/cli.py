@@ -7,12 +7,14 @@ import re
 import sys
 from pathlib import Path
 
-from nvila.argtypes import positive_int
+from nvila.argtypes import add_video_options, positive_int
 
 EVAL_HELP = (
     "score a model on a benchmark (local files), or compare two result folders\n\nexamples:\n"
     "  nvila eval --model ckpt/ --benchmark synth --data data/synth-suite --out results/ckpt/synth\n"
     "  nvila eval --model ckpt/ --benchmark docvqa --data data/docvqa/val --limit 200 --batch-size 16\n"
+    "  nvila eval --model ckpt/ --benchmark activitynet_rtl --data data/anet --frame-sampling linspace "
+    "--video-timestamps\n"
     "  nvila eval --compare results/a/synth results/b/synth --out results/a-vs-b\n"
     "benchmarks: docvqa, infovqa, textvqa, chartqa, ai2d, vqav2, videomme, activitynet_rtl, synth "
     "(see docs/evaluation.md for the files each expects)"
@@ -34,6 +36,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default: float32)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_video_options(p, scope="video benchmarks only (videomme, activitynet_rtl, synth events)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="print two result folders side by side and plot them")
 
 
@@ -68,6 +71,8 @@ def run_eval(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         device=args.device,
         dtype=args.dtype,
+        video_timestamps=args.video_timestamps,
+        frame_sampling=args.frame_sampling,
     )
     summary = run_benchmark(settings, progress=False if args.no_progress else None)
     print(

@@ -19,7 +19,7 @@ Formats (as published; the file names tried are in each loader's docstring):
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nvila.errors import ConfigError
+from nvila.json_io import read_json, read_jsonl  # ConfigError naming the file, line and column
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 from nvila.temporal import parse_interval
 
@@ -67,26 +68,6 @@ def find_file(data: Path, names: Sequence[str], what: str, patterns: Sequence[st
     raise ConfigError(f"{what}: no {' or '.join(names)} in {data}")
 
 
-def read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{path}: line {n} is not valid JSON ({e})") from None
-    return records
-
-
 def read_parquet(path: Path) -> list[dict]:
     """Rows of a parquet file as dicts, with pyarrow or else pandas (both optional)."""
     try:
@@ -122,7 +103,7 @@ def get(record: Any, keys: str | Sequence[str], path: Path, index: int | None) -
     `index` None: `record` is the file's top-level object.
     """
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
-    where = f"{path}: record {index}" if index is not None else f"{path}: the top-level object"
+    where = _where(path, index)
     if not isinstance(record, dict):
         raise ConfigError(f"{where} is a {type(record).__name__}, not an object")
     for key in keys:
@@ -150,10 +131,30 @@ def check_unique(samples: list[EvalSample], path: Path) -> list[EvalSample]:
     return samples
 
 
+def _where(path: Path, index: int | None) -> str:
+    return f"{path}: record {index}" if index is not None else f"{path}: the top-level object"
+
+
+def _list(value: Any, path: Path, index: int | None, key: str) -> list:
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        raise ConfigError(f"{_where(path, index)}: field {key!r} must be a list, got {type(value).__name__}")
+    return list(value)
+
+
 def _strings(value: Any, path: Path, index: int, key: str) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ConfigError(f"{path}: record {index}: field {key!r} must be a list, got {type(value).__name__}")
-    return [str(v) for v in value]
+    return [str(v) for v in _list(value, path, index, key)]
+
+
+def _number(value: Any, path: Path, index: int, key: str, *, positive: bool = False) -> float:
+    """A finite number (or a numeric string); `positive`: > 0."""
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or (positive and number <= 0):
+        kind = "a positive number" if positive else "a number"
+        raise ConfigError(f"{_where(path, index)}: field {key!r} must be {kind}, got {value!r}")
+    return number
 
 
 # ---- document / scene-text VQA ------------------------------------------------------------------------------
@@ -244,23 +245,30 @@ def load_vqav2(data: Path) -> list[EvalSample]:
     questions_path = find_file(data, (), "vqav2 questions", patterns=("*questions.json",))
     annotations_path = find_file(data, (), "vqav2 annotations", patterns=("*annotations.json",))
     questions = read_json(questions_path)
-    records = get(questions, "questions", questions_path, None)
+    records = _list(get(questions, "questions", questions_path, None), questions_path, None, "questions")
     subtype = str(questions.get("data_subtype") or "val2014")
     annotations = {}
-    for i, a in enumerate(get(read_json(annotations_path), "annotations", annotations_path, None)):
-        annotations[get(a, "question_id", annotations_path, i)] = (i, a)
+    listed = get(read_json(annotations_path), "annotations", annotations_path, None)
+    for i, a in enumerate(_list(listed, annotations_path, None, "annotations")):
+        annotations[str(get(a, "question_id", annotations_path, i))] = (i, a)
     folders = [data / subtype, data / "images" / subtype, data / "images", data]
     samples = []
     for i, q in enumerate(records):
-        qid = get(q, "question_id", questions_path, i)
+        qid = str(get(q, "question_id", questions_path, i))
         if qid not in annotations:
             raise ConfigError(f"{annotations_path}: no annotation for question_id {qid} of {questions_path.name}")
         j, a = annotations[qid]
-        answers = [str(get(x, "answer", annotations_path, j)) for x in get(a, "answers", annotations_path, j)]
-        image = f"COCO_{subtype}_{int(get(q, 'image_id', questions_path, i)):012d}.jpg"
+        answers = [
+            str(get(x, "answer", annotations_path, j))
+            for x in _list(get(a, "answers", annotations_path, j), annotations_path, j, "answers")
+        ]
+        image_id = _number(get(q, "image_id", questions_path, i), questions_path, i, "image_id")
+        if not image_id.is_integer():
+            raise ConfigError(f"{questions_path}: record {i}: field 'image_id' must be a whole number, got {image_id}")
+        image = f"COCO_{subtype}_{int(image_id):012d}.jpg"
         samples.append(
             EvalSample(
-                id=str(qid),
+                id=qid,
                 question=str(get(q, "question", questions_path, i)),
                 answers=answers,
                 images=[find_media(image, folders, questions_path, i)],
@@ -298,6 +306,8 @@ def _image_value(value: Any, folders: list[Path], path: Path, index: int) -> Any
     """An image field: a relative path, or the {"bytes", "path"} struct of a HF parquet, or raw bytes."""
     if isinstance(value, dict):
         if value.get("bytes"):
+            if not isinstance(value["bytes"], (bytes, bytearray)):
+                raise ConfigError(f"{path}: record {index}: field 'image' holds bytes only in parquet; give a path")
             return bytes(value["bytes"])
         value = value.get("path")
         if not value:
@@ -378,7 +388,7 @@ def load_activitynet_rtl(data: Path) -> list[EvalSample]:
     samples = []
     for i, r in enumerate(read_records(path)):
         vid = str(get(r, "vid", path, i))
-        duration = float(get(r, "duration", path, i))
+        duration = _number(get(r, "duration", path, i), path, i, "duration", positive=True)
         answer = str(get(r, "answer", path, i))
         interval = parse_interval(answer, duration)
         if interval is None:
@@ -415,21 +425,30 @@ def load_synth(data: Path) -> list[EvalSample]:
     root = path.parent
     samples = []
     for i, r in enumerate(read_jsonl(path)):
-        media = get(r, ("image", "video"), path, i)
-        media = [media] if isinstance(media, str) else list(media)
+        key = "image" if isinstance(r, dict) and r.get("image") is not None else "video"
+        media = get(r, key, path, i)
+        media = [media] if isinstance(media, str) else _strings(media, path, i, key)
         for p in media:
             if not (root / p).is_file():
                 raise ConfigError(f"{path}: record {i}: media file {p!r} not found under {root}")
-        video = "video" in r
+        video = key == "video"
         prefix = f"{VIDEO_TOKEN}\n" if video else f"{IMAGE_TOKEN}\n" * len(media)
-        meta = r.get("meta", {})
-        turns = get(r, "conversations", path, i)
+        meta = r.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{path}: record {i}: field 'meta' must be an object, got {type(meta).__name__}")
+        turns = _list(get(r, "conversations", path, i), path, i, "conversations")
         for k, (turn, reply) in enumerate(zip(turns[0::2], turns[1::2])):
+            if not (isinstance(turn, dict) and isinstance(reply, dict)):
+                raise ConfigError(f"{path}: record {i}: conversations must be a list of {{'from', 'value'}} objects")
             if turn.get("from") != "human" or reply.get("from") != "gpt":
                 raise ConfigError(f"{path}: record {i}: conversations must alternate human / gpt turns")
             question = str(get(turn, "value", path, i)).replace(IMAGE_TOKEN, "").replace(VIDEO_TOKEN, "").strip()
             templates = meta.get("templates") or [meta.get("template", "")]
-            extra = {"duration": float(meta["duration"])} if "duration" in meta else {}
+            extra = (
+                {"duration": _number(meta["duration"], path, i, "meta.duration", positive=True)}
+                if "duration" in meta
+                else {}
+            )
             samples.append(
                 EvalSample(
                     id=f"{get(r, 'id', path, i)}#{k}",

@@ -7,11 +7,11 @@ the report is written without its plot and a warning says so) and reading result
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from nvila.errors import ConfigError
+from nvila.json_io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,10 @@ def write_report(summary: dict, out: Path) -> Path:
     if _bar_plot(out / PLOT, names, series, f"{summary['benchmark']} ({summary['metric']})"):
         lines += ["", f"![scores]({PLOT})"]
     settings = summary.get("settings", {})
-    lines += [
-        "",
-        "Settings: " + ", ".join(f"{k}={settings.get(k)}" for k in ("batch_size", "max_new_tokens", "limit")),
-        "",
-    ]
+    shown = ["batch_size", "max_new_tokens", "limit"]
+    video = {"frame_sampling": "centres", "video_timestamps": False}  # shown when not these defaults
+    shown += [k for k, default in video.items() if settings.get(k, default) != default]
+    lines += ["", "Settings: " + ", ".join(f"{k}={settings.get(k)}" for k in shown), ""]
     path = out / REPORT
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
@@ -108,7 +107,7 @@ def load_summary(folder: str | Path) -> dict:
     path = Path(folder) / "summary.json"
     if not path.is_file():
         raise ConfigError(f"{folder} is not an evaluation result folder: no summary.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, ConfigError, want=dict)
 
 
 def compare(a: str | Path, b: str | Path, out: str | Path) -> str:

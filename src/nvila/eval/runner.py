@@ -13,6 +13,7 @@ function, so tests (and other backends) can stand in for `NVILAPipeline`.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -27,14 +28,27 @@ from typing import Any
 
 from tqdm import tqdm
 
+from nvila.argtypes import FRAME_SAMPLINGS
 from nvila.errors import ConfigError
 from nvila.eval.benchmarks import Benchmark, get_benchmark
 from nvila.eval.loaders import EvalSample
 from nvila.eval.metrics import localization_metrics
+from nvila.json_io import read_json
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "run.json"
+#: Settings recorded in run.json that change predictions, with the value a run.json written before they were
+#: recorded stands for.
+RUN_KEYS = {
+    "benchmark": None,
+    "model": None,
+    "data": None,
+    "max_new_tokens": None,
+    "prompt": None,
+    "video_timestamps": False,
+    "frame_sampling": "centres",
+}
 
 #: (prompts, images per prompt, videos per prompt) -> one output text per prompt
 Generate = Callable[[list[str], list[list[Any]], list[list[Any]]], list[str]]
@@ -53,8 +67,14 @@ class EvalSettings:
     max_new_tokens: int | None = None  #: None: the benchmark's default
     device: str = "cpu"
     dtype: str = "float32"
+    video_timestamps: bool = False  #: frame times written before each video (temporal localization)
+    frame_sampling: str = "centres"  #: how video frames are chosen: "centres" or "linspace" (`video_io`)
 
     def __post_init__(self) -> None:
+        if self.frame_sampling not in FRAME_SAMPLINGS:
+            raise ConfigError(
+                f"--frame-sampling must be one of {', '.join(FRAME_SAMPLINGS)}, got {self.frame_sampling!r}"
+            )
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
@@ -64,20 +84,30 @@ class EvalSettings:
 
 
 # ---- the model ------------------------------------------------------------------------------------------------
-def pipeline_generator(pipe: Any, max_new_tokens: int) -> Generate:
-    """A `Generate` on an `NVILAPipeline`: greedy decoding of at most `max_new_tokens` tokens."""
+def pipeline_generator(
+    pipe: Any, max_new_tokens: int, *, video_timestamps: bool = False, frame_sampling: str = "centres"
+) -> Generate:
+    """A `Generate` on an `NVILAPipeline`: greedy decoding of at most `max_new_tokens` tokens, videos (paths)
+    sampled with `frame_sampling` and, with `video_timestamps`, their frame times in the prompt. `pipe` itself
+    is left as it is (a copy of its processor carries the video options)."""
     from nvila.generation import GenerationOptions
+    from nvila.pipeline import NVILAPipeline
 
+    processor = copy.copy(pipe.processor)
+    processor.video_timestamps, processor.video_sampling = video_timestamps, frame_sampling
+    pipe = NVILAPipeline(pipe.model, processor)
     options = GenerationOptions(max_new_tokens=max_new_tokens)
     return lambda prompts, images, videos: pipe.generate_batch(prompts, images, options, videos=videos)
 
 
 def load_pipeline_generator(settings: EvalSettings, max_new_tokens: int) -> Generate:
-    """Load the checkpoint at `settings.model` and wrap it as a `Generate`."""
+    """Load the checkpoint at `settings.model` and wrap it as a `Generate` with the settings' video options."""
     from nvila.pipeline import NVILAPipeline
 
     pipe = NVILAPipeline.from_pretrained(settings.model, device=settings.device, dtype=settings.dtype)
-    return pipeline_generator(pipe, max_new_tokens)
+    return pipeline_generator(
+        pipe, max_new_tokens, video_timestamps=settings.video_timestamps, frame_sampling=settings.frame_sampling
+    )
 
 
 # ---- files --------------------------------------------------------------------------------------------------
@@ -119,12 +149,13 @@ def _check_run(out: Path, run: dict) -> None:
     """Refuse to mix predictions of different settings in one folder; then record these settings."""
     path = out / RUN
     if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        changed = [k for k in ("benchmark", "model", "data", "max_new_tokens", "prompt") if old.get(k) != run[k]]
+        old = read_json(path, ConfigError, want=dict)
+        old = {k: old.get(k, default) for k, default in RUN_KEYS.items()}
+        changed = [k for k in RUN_KEYS if old[k] != run[k]]
         if changed:
             raise ConfigError(
                 f"{out} holds predictions made with another {', '.join(changed)} "
-                f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}); use another --out or delete it"
+                f"({', '.join(f'{k}={old[k]!r}' for k in changed)}); use another --out or delete it"
             )
     write_atomic(path, json.dumps(run, indent=2) + "\n")
 
@@ -172,8 +203,11 @@ def run_benchmark(
     samples = benchmark.load(Path(settings.data))
     if not samples:
         raise ConfigError(f"{benchmark.name}: {settings.data} holds no samples")
+    has_video = any(s.videos for s in samples)  # over the whole benchmark: raising --limit keeps the run's identity
     samples = samples[: settings.limit] if settings.limit else samples
     max_new_tokens = settings.max_new_tokens or benchmark.max_new_tokens
+    if not has_video and (settings.video_timestamps or settings.frame_sampling != "centres"):
+        log.warning("%s: no sample has a video; --video-timestamps / --frame-sampling change nothing", benchmark.name)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = benchmark.describe_data(Path(settings.data)) if benchmark.describe_data else {}
@@ -184,6 +218,9 @@ def run_benchmark(
         "data": dataset.get("content_hash") or str(Path(settings.data).resolve()),
         "max_new_tokens": max_new_tokens,
         "prompt": benchmark.prompt,
+        # without videos these change nothing: recorded as the defaults, so they never block a resume
+        "video_timestamps": settings.video_timestamps and has_video,
+        "frame_sampling": settings.frame_sampling if has_video else "centres",
     }
     _check_run(out, run)
     done = read_predictions(out / PREDICTIONS)

@@ -289,10 +289,20 @@ class ChatService:
                 429, f"server busy: {self.admission.limit} requests in flight; retry shortly", "too_many_requests"
             )
         deadline = arrival + self.settings.timeout_s
+        sampling = req.frame_sampling or self.settings.frame_sampling
+        timestamps = self.settings.video_timestamps if req.video_timestamps is None else req.video_timestamps
         try:
             images = await anyio.to_thread.run_sync(self._load_images, urls)
-            videos = await anyio.to_thread.run_sync(self._load_videos, video_urls, frames)
-            job = Job(messages, images, options, asyncio.get_running_loop(), on_done=ticket.release, videos=videos)
+            videos = await anyio.to_thread.run_sync(self._load_videos, video_urls, frames, sampling)
+            job = Job(
+                messages,
+                images,
+                options,
+                asyncio.get_running_loop(),
+                on_done=ticket.release,
+                videos=videos,
+                video_timestamps=timestamps,
+            )
             self.engine.submit(job)
         except Exception as e:
             ticket.release()
@@ -323,9 +333,9 @@ class ChatService:
     def _load_images(self, urls: list[str]) -> list[Image.Image]:
         return [load_request_image(url, self.settings, k) for k, url in enumerate(urls)]
 
-    def _load_videos(self, urls: list[str], frames: int) -> list[VideoFrames]:
+    def _load_videos(self, urls: list[str], frames: int, sampling: str) -> list[VideoFrames]:
         cfg = self.engine.processor.config
-        return [load_request_video(url, self.settings, k, frames, cfg) for k, url in enumerate(urls)]
+        return [load_request_video(url, self.settings, k, frames, cfg, sampling) for k, url in enumerate(urls)]
 
     async def _complete(self, run: _Run, prompt_tokens: int) -> Response:
         pieces: list[str] = []

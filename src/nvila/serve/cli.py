@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from nvila.argtypes import non_negative_int, positive_float, positive_int
+from nvila.argtypes import add_video_options, non_negative_int, positive_float, positive_int
 
 log = logging.getLogger("nvila.serve")
 
@@ -21,7 +21,8 @@ HELP = (
     "  nvila serve --model ckpt/ --device cuda --dtype bfloat16 --port 8080\n"
     "  NVILA_API_KEY=secret nvila serve --host 0.0.0.0 --max-concurrent 16 --timeout 120\n"
     "  nvila serve --model ckpt/ --device cuda --max-batch 32 --max-len 8192 --compile\n"
-    "  nvila serve --allow-local-media ./images       # requests may name files inside ./images\n\n"
+    "  nvila serve --allow-local-media ./images       # requests may name files inside ./images\n"
+    "  nvila serve --model ckpt/ --frame-sampling linspace --video-timestamps   # temporal localization\n\n"
     "then:\n"
     "  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\\n"
     '      -d \'{"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 32}\'\n'
@@ -113,6 +114,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
         f"(default: {d.engine.vision_cache_bytes // MiB})",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the decode step (CUDA only)")
+    add_video_options(
+        p, scope='the server\'s default: a request may set "frame_sampling" / "video_timestamps" in its body'
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -136,6 +140,8 @@ def run_serve(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         max_images=args.max_images,
         max_frames=args.max_frames,
+        video_timestamps=args.video_timestamps,
+        frame_sampling=args.frame_sampling,
         engine=EngineConfig(
             max_batch=args.max_batch,
             max_len=args.max_len,

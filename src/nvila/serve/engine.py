@@ -50,8 +50,10 @@ class Job:
         loop: asyncio.AbstractEventLoop,
         on_done: Callable[[], None],
         videos: Sequence[VideoInput] = (),
+        video_timestamps: bool | None = None,
     ) -> None:
         self.messages, self.images, self.videos, self.options = messages, images, list(videos), options
+        self.video_timestamps = video_timestamps  #: frame times in the prompt; None: the processor's setting
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._loop = loop
         self._on_done = on_done
@@ -153,7 +155,11 @@ class Engine:
             started = False
             if not job.cancelled:
                 sample = self.processor.encode_messages(
-                    job.messages, job.images, job.videos, add_generation_prompt=True
+                    job.messages,
+                    job.images,
+                    job.videos,
+                    add_generation_prompt=True,
+                    video_timestamps=job.video_timestamps,
                 )
                 started = job.start(lambda: self.core.submit(sample, job.options, relay))
             if not started:  # cancelled before it reached the engine: it has ended already

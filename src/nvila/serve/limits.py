@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nvila.argtypes import FRAME_SAMPLINGS
 from nvila.engine.config import EngineConfig
 from nvila.errors import ConfigError
 from nvila.geometry import MAX_IMAGE_PIXELS
@@ -36,6 +37,8 @@ class ServeSettings:
     max_video_bytes: int = 64 * MiB  #: one encoded video file (inline ones are also bounded by max_request_bytes)
     max_frames: int = 32  #: video frames per request, over all videos; each video gets min(model's, this)
     max_frame_pixels: int = 3840 * 2160  #: width x height of a video's frames (checked from its headers)
+    video_timestamps: bool = False  #: write frame times before each video (a request's "video_timestamps" wins)
+    frame_sampling: str = "centres"  #: "centres" or "linspace" (`video_io.load_video`; a request's field wins)
     engine: EngineConfig = field(default_factory=EngineConfig)  #: batching slots, sequence length, caches
 
     def __post_init__(self) -> None:
@@ -55,6 +58,9 @@ class ServeSettings:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
+        if self.frame_sampling not in FRAME_SAMPLINGS:
+            choices = ", ".join(FRAME_SAMPLINGS)
+            raise ConfigError(f"frame_sampling must be one of {choices}; got {self.frame_sampling!r}")
         if self.max_image_pixels > MAX_IMAGE_PIXELS:
             raise ConfigError(f"max_image_pixels must be <= {MAX_IMAGE_PIXELS:,} (the decoder's own limit)")
         if self.allow_local_media is not None:

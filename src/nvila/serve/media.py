@@ -154,22 +154,28 @@ def frames_per_video(n_videos: int, cfg: NVILAConfig, settings: ServeSettings) -
     return frames
 
 
-def load_request_video(url: str, settings: ServeSettings, index: int, num_frames: int, cfg: NVILAConfig) -> VideoFrames:
-    """Read the `index`-th video of a request and sample `num_frames` frames at the model's fps, each resized to
-    one tile while decoding (blocking: run it in a worker thread). Inline videos pass through a temporary file
-    (PyAV reads files), which is removed at once."""
+def load_request_video(
+    url: str, settings: ServeSettings, index: int, num_frames: int, cfg: NVILAConfig, sampling: str | None = None
+) -> VideoFrames:
+    """Read the `index`-th video of a request and sample `num_frames` frames at the model's fps with `sampling`
+    ("centres" or "linspace"; None: `settings.frame_sampling`), each resized to one tile while decoding (blocking:
+    run it in a worker thread). Inline videos pass through a temporary file (PyAV reads files), which is removed
+    at once."""
+    sampling = sampling or settings.frame_sampling
     source = media_source(url, settings, VIDEO, settings.max_video_bytes)
     if isinstance(source, Path):
-        return _decode_video(source, settings, index, num_frames, cfg)
+        return _decode_video(source, settings, index, num_frames, cfg, sampling)
     if not source:
         raise ApiError(400, f"video {index + 1} is empty (0 bytes)", "invalid_video")
     with tempfile.NamedTemporaryFile(prefix="nvila-video-") as file:
         file.write(source)
         file.flush()
-        return _decode_video(Path(file.name), settings, index, num_frames, cfg)
+        return _decode_video(Path(file.name), settings, index, num_frames, cfg, sampling)
 
 
-def _decode_video(path: Path, settings: ServeSettings, index: int, num_frames: int, cfg: NVILAConfig) -> VideoFrames:
+def _decode_video(
+    path: Path, settings: ServeSettings, index: int, num_frames: int, cfg: NVILAConfig, sampling: str
+) -> VideoFrames:
     size = _frame_size(path)
     if size is not None and size[0] * size[1] > settings.max_frame_pixels:
         raise ApiError(
@@ -179,7 +185,7 @@ def _decode_video(path: Path, settings: ServeSettings, index: int, num_frames: i
             "video_too_large",
         )
     try:
-        return load_video(path, num_frames, cfg.fps, size=video_frame_size(cfg))
+        return load_video(path, num_frames, cfg.fps, sampling=sampling, size=video_frame_size(cfg))
     except MediaError as e:  # its messages name the file: say "the video" instead of a server path
         reason = str(e).replace(f"{path}: ", "").replace(str(path), "the video")
         raise ApiError(400, f"video {index + 1}: {reason}", "invalid_video") from None

@@ -111,6 +111,10 @@ class ChatCompletionRequest(_Model):
     n: int = 1
     tools: list[Any] | None = None
     logprobs: bool | None = None
+    #: Extensions (pass them with the openai package's `extra_body`): how this request's videos are sampled and
+    #: whether their frame times go into the prompt; None: the server's --frame-sampling / --video-timestamps.
+    frame_sampling: Literal["centres", "linspace"] | None = None
+    video_timestamps: bool | None = Field(default=None, strict=True)
 
     @field_validator("stop", mode="before")
     @classmethod
