@@ -1,5 +1,8 @@
 """The shipped model answers the README's demo questions about the shipped (held-out) sample images."""
 
+import subprocess
+import sys
+
 import pytest
 
 import nvila
@@ -21,3 +24,13 @@ def shipped() -> NVILAPipeline:
 )
 def test_shipped_model_answers_the_demo_questions(shipped, image, question, answer):
     assert shipped.generate(question, [image]).strip() == answer
+
+
+def test_demo_command_prints_the_answer_and_nothing_else():
+    # the README's main command in a fresh process: optional libraries that transformers imports when present
+    # (torchao warns about CUDA kernels on CPU builds) must not clutter the demo's output
+    command = [sys.executable, "-m", "nvila.cli", "generate", "--image", str(SAMPLE_IMAGE)]
+    done = subprocess.run(
+        [*command, "--prompt", "How many shapes are there?"], capture_output=True, text=True, timeout=300
+    )
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "4", "")

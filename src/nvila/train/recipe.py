@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from nvila.errors import ConfigError
+from nvila.train.fp8 import is_fp8_mode
 
 
 @dataclass
@@ -75,7 +76,9 @@ class Recipe:
     max_steps: int = 100  #: length of the run (the LR schedule spans it)
     stop_after: int | None = None  #: end this job at this step, resumable later (cluster time limits)
     bf16: bool = False  #: bf16 autocast (CPU and GPU)
-    fp8: bool = False  #: FP8 linear layers via torchao (NVIDIA compute capability >= 8.9 only)
+    #: FP8 LLM linears via torchao: false; true (NVIDIA compute capability >= 8.9); "emulate" (float8 casts with
+    #: float32 matmuls on any device: FP8 numerics without the speed, slower than fp8: false). See train/fp8.py
+    fp8: bool | str = False
     activation_checkpointing: bool = False  #: recompute activations in backward (less memory, ~30% slower)
     save_every: int = 50  #: steps between resumable checkpoints
     log_every: int = 10
@@ -110,6 +113,8 @@ class Recipe:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"out-of-range recipe settings: {', '.join(bad)}")
+        if not is_fp8_mode(self.fp8):
+            raise ConfigError(f"fp8: expected false, true or emulate, got {self.fp8!r}")
         if not any(dataclasses.asdict(self.trainable).values()):
             raise ConfigError("trainable: nothing to train (vision_tower, mm_projector and llm are all false)")
 

@@ -29,6 +29,7 @@ from nvila.factory import random_pretrained
 from nvila.model import IGNORE_INDEX
 from nvila.tokenizer import load_tokenizer
 from nvila.train.distributed import Dist, init_distributed, shard_model, shutdown
+from nvila.train.fp8 import check_fp8, convert_to_fp8
 from nvila.train.optim import apply_lr, build_optimizer, set_trainable
 from nvila.train.recipe import Recipe
 from nvila.train.state import Progress, find_state, load_state, save_state
@@ -70,17 +71,6 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _check_fp8(device: torch.device) -> None:
-    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
-        raise ConfigError(
-            "fp8 training needs an NVIDIA GPU with compute capability >= 8.9 (Ada / Hopper); set fp8: false"
-        )
-    try:
-        import torchao.float8  # noqa: F401
-    except ImportError:
-        raise ConfigError("fp8 training needs torchao (pip install torchao); set fp8: false") from None
-
-
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum of next-token cross-entropies over labelled positions. logits [b, l, v], labels [b, l]."""
     return F.cross_entropy(
@@ -101,8 +91,7 @@ class Trainer:
         self.dist: Dist = init_distributed(self.device.type)
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        if r.fp8:
-            _check_fp8(self.device)
+        check_fp8(r.fp8, self.device, bf16=r.bf16)
         state_dir = find_state(self.out / "state")
         if state_dir is not None and not self.resume:
             raise ConfigError(
@@ -113,10 +102,7 @@ class Trainer:
         if r.activation_checkpointing:
             for hf_model in (self.model.llm, self.model.vision_tower.model):
                 hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if r.fp8:
-            from torchao.float8 import convert_to_float8_training
-
-            convert_to_float8_training(self.model.llm, module_filter_fn=lambda m, name: "lm_head" not in name)
+        self.fp8_layers = convert_to_fp8(self.model.llm, r.fp8) if r.fp8 else 0  # before sharding (torchao)
         mixture = load_mixture(r.data.train, r.data.media_root)
         self.dataset = ConversationDataset(mixture.records, self.processor, r.data.max_length, r.data.overlong)
         order = lambda e: mixture.epoch_order(r.seed, e)  # noqa: E731
