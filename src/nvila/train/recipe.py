@@ -79,6 +79,9 @@ class Recipe:
     #: FP8 LLM linears via torchao: false; true (NVIDIA compute capability >= 8.9); "emulate" (float8 casts with
     #: float32 matmuls on any device: FP8 numerics without the speed, slower than fp8: false). See train/fp8.py
     fp8: bool | str = False
+    #: weight of the auxiliary pixel loss (train/pixel_loss.py; not in the paper): every image token also
+    #: predicts the colours it covers, so the projector keeps them; 0 disables it
+    pixel_loss: float = 0.0
     activation_checkpointing: bool = False  #: recompute activations in backward (less memory, ~30% slower)
     save_every: int = 50  #: steps between resumable checkpoints
     log_every: int = 10
@@ -109,6 +112,7 @@ class Recipe:
             "data.max_length": self.data.max_length >= 16,
             "data.overlong": self.data.overlong in ("truncate", "skip"),
             "objective": self.objective in ("lm", "vision_heads"),
+            "pixel_loss": self.pixel_loss >= 0 and (self.pixel_loss == 0 or self.objective == "lm"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -31,6 +31,7 @@ from nvila.tokenizer import load_tokenizer
 from nvila.train.distributed import Dist, init_distributed, shard_model, shutdown
 from nvila.train.fp8 import check_fp8, convert_to_fp8
 from nvila.train.optim import apply_lr, build_optimizer, set_trainable
+from nvila.train.pixel_loss import PixelLossModel
 from nvila.train.recipe import Recipe
 from nvila.train.state import Progress, find_state, load_state, save_state
 from nvila.train.vision_heads import HeadTargets, TowerWithHeads, head_batch
@@ -107,6 +108,10 @@ class Trainer:
         self.dataset = ConversationDataset(mixture.records, self.processor, r.data.max_length, r.data.overlong)
         order = lambda e: mixture.epoch_order(r.seed, e)  # noqa: E731
         self.module = self.model  # what the optimiser updates and the state saves
+        if r.pixel_loss > 0:
+            if self.dist.enabled:
+                raise ConfigError("pixel_loss trains in one process (its head is not sharded); set pixel_loss: 0")
+            self.module = PixelLossModel(self.model)
         if r.objective == "vision_heads":
             self.heads = HeadTargets(mixture.records)
             self.module = TowerWithHeads(
@@ -155,6 +160,12 @@ class Trainer:
         )
 
         weights, optim_state, self.progress = load_state(folder)
+        foreign = sorted(set(weights) - set(self.module.state_dict()))
+        if foreign:
+            raise ConfigError(
+                f"the training state in {folder} holds weights this run does not have ({foreign[0]}, ...): it was "
+                "written with another objective or pixel_loss setting; resume with the recipe that wrote it"
+            )
         options = StateDictOptions(full_state_dict=True, strict=False)
         set_model_state_dict(self.module, weights, options=options)
         set_optimizer_state_dict(self.module, self.optimizer, optim_state, options=options)
@@ -176,16 +187,20 @@ class Trainer:
                 batches.append(collate_padded(mine, self.processor.pad_token_id, self.processor.config))
         return batches
 
-    def _loss_sum(self, batch) -> tuple[torch.Tensor, int]:
-        """(sum of per-token or per-item losses, input tokens) of one micro-batch."""
+    def _loss_sum(self, batch) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        """(sum of per-token or per-item losses, input tokens, mean pixel loss or None) of one micro-batch."""
         if self.recipe.objective == "vision_heads":
             tiles, counts, templates, answers = batch
             logits = self.module(tiles.to(self.device), counts, templates.to(self.device))
-            return F.cross_entropy(logits.float(), answers.to(self.device), reduction="sum"), int(tiles.shape[0])
+            loss = F.cross_entropy(logits.float(), answers.to(self.device), reduction="sum")
+            return loss, int(tiles.shape[0]), None
         kwargs = batch.model_kwargs(self.device)
         labels = kwargs.pop("labels")
-        logits = self.model(**kwargs).logits
-        return token_loss_sum(logits, labels), int(batch.input_ids.numel())
+        if isinstance(self.module, PixelLossModel):
+            logits, pixel = self.module(**kwargs)
+        else:
+            logits, pixel = self.model(**kwargs).logits, None
+        return token_loss_sum(logits, labels), int(batch.input_ids.numel()), pixel
 
     @staticmethod
     def _count(batch) -> int:
@@ -200,12 +215,16 @@ class Trainer:
         if global_count == 0:
             raise ConfigError("a training step has no labelled tokens (are the answers empty?)")
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if r.bf16 else contextlib.nullcontext()
-        loss_sum, tokens = 0.0, 0
+        loss_sum, tokens, pixel_losses = 0.0, 0, []
         for batch in batches:
             with autocast:
-                loss, n_tokens = self._loss_sum(batch)
+                loss, n_tokens, pixel = self._loss_sum(batch)
+            total = loss
+            if pixel is not None:  # weighted like the batch's share of the step's labelled tokens
+                total = loss + r.pixel_loss * pixel * self._count(batch)
+                pixel_losses.append(float(pixel.detach()))
             # FSDP averages gradients over ranks: scale so the result is the global mean
-            (loss * self.dist.world / global_count).backward()
+            (total * self.dist.world / global_count).backward()
             loss_sum += float(loss.detach())
             tokens += n_tokens
         params = [p for p in self.module.parameters() if p.requires_grad]
@@ -217,12 +236,15 @@ class Trainer:
         self.progress.samples_seen += r.micro_batch_size * r.grad_accum * self.dist.world
         tokens = int(self.dist.all_sum(tokens))
         self.progress.tokens_seen += tokens
-        return {
+        metrics = {
             "loss": self.dist.all_sum(loss_sum) / global_count,
             "lr": r.optim.lr * factor,
             "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm),
             "tokens": tokens,
         }
+        if pixel_losses:
+            metrics["pixel_loss"] = sum(pixel_losses) / len(pixel_losses)
+        return metrics
 
     # ---- loop ---------------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
