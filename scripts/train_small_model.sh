@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the shipped small NVILA from scratch with the project's own 5-stage recipes on `nvila synth` data
-# (then three longer instruction-tuning stages), and copy it into the package. Deterministic (fixed seeds);
+# (then four longer instruction-tuning stages), and copy it into the package. Deterministic (fixed seeds);
 # resumable: rerun after an interruption and it continues where it stopped.
 #   bash scripts/train_small_model.sh            # uses .venv (make setup)
 set -euo pipefail
@@ -25,7 +25,7 @@ if [ ! -f "$DATA_CAP/manifest.json" ]; then
     --tasks documents=6000,charts=6000,shapes=8000,events=1500
 fi
 [ -f "$DATA_CAP/mixed.yaml" ] || "$PY" scripts/prepare_small_model.py "$DATA_CAP" --video-ratio 2.0 --image-ratio 1.0
-for stage in 1_projector_init 2_vision_encoder 3_token_processor 4_image_sft 5_video_sft 6_more_sft 7_long_sft 8_caption_sft; do
+for stage in 1_projector_init 2_vision_encoder 3_token_processor 4_image_sft 5_video_sft 6_more_sft 7_long_sft 8_caption_sft 9_pixel_sft; do
   if [ -f "runs/small/$stage/model/config.json" ]; then continue; fi
   resume=""; [ -d "runs/small/$stage/state" ] && resume="--resume"
   start=$(date +%s)
@@ -33,5 +33,5 @@ for stage in 1_projector_init 2_vision_encoder 3_token_processor 4_image_sft 5_v
   echo "$stage: $(( $(date +%s) - start )) s"
 done
 rm -rf src/nvila/resources/models/nvila-small
-cp -r runs/small/8_caption_sft/model src/nvila/resources/models/nvila-small
+cp -r runs/small/9_pixel_sft/model src/nvila/resources/models/nvila-small
 echo "shipped model: src/nvila/resources/models/nvila-small"
