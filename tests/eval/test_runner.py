@@ -291,3 +291,21 @@ def test_video_options_without_videos_warn_and_do_not_block_a_resume(tmp_path, c
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert (run["frame_sampling"], run["video_timestamps"]) == ("centres", False)
     assert run_benchmark(EvalSettings("ai2d", str(data), str(tmp_path / "out"), "m"), fixed, False)["count"] == 3
+
+
+def test_a_model_rewritten_in_place_is_not_resumed(synth, tmp_path):
+    model = tmp_path / "ckpt"
+    (model / "llm").mkdir(parents=True)
+    weights = model / "llm" / "model.safetensors"
+    weights.write_bytes(b"first weights")
+    fixed = Counting(generate=lambda prompts, images, videos: ["2"] * len(prompts))
+    settings = EvalSettings("synth", str(synth), str(tmp_path / "out"), str(model), limit=2)
+    run_benchmark(settings, fixed, progress=False)
+    assert run_benchmark(settings, fixed, progress=False)["count"] == 2 and fixed.loads == 1  # same files: resumed
+    weights.write_bytes(b"retrained weights")  # e.g. a training run exported into the same folder again
+    with pytest.raises(ConfigError, match="another model_files"):
+        run_benchmark(settings, fixed, progress=False)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    del run["model_files"]  # a run.json written before fingerprints existed: not compared
+    (tmp_path / "out" / "run.json").write_text(json.dumps(run))
+    assert run_benchmark(settings, fixed, progress=False)["count"] == 2 and fixed.loads == 1

@@ -14,6 +14,7 @@ function, so tests (and other backends) can stand in for `NVILAPipeline`.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -48,7 +49,10 @@ RUN_KEYS = {
     "prompt": None,
     "video_timestamps": False,
     "frame_sampling": "centres",
+    "model_files": None,
 }
+#: Keys a run.json written before they were recorded lacks; they are then not compared.
+UNRECORDED_OK = {"model_files"}
 
 #: (prompts, images per prompt, videos per prompt) -> one output text per prompt
 Generate = Callable[[list[str], list[list[Any]], list[list[Any]]], list[str]]
@@ -149,15 +153,28 @@ def _check_run(out: Path, run: dict) -> None:
     """Refuse to mix predictions of different settings in one folder; then record these settings."""
     path = out / RUN
     if path.exists():
-        old = read_json(path, ConfigError, want=dict)
-        old = {k: old.get(k, default) for k, default in RUN_KEYS.items()}
-        changed = [k for k in RUN_KEYS if old[k] != run[k]]
+        recorded = read_json(path, ConfigError, want=dict)
+        old = {k: recorded.get(k, default) for k, default in RUN_KEYS.items()}
+        changed = [k for k in RUN_KEYS if old[k] != run[k] and (k in recorded or k not in UNRECORDED_OK)]
         if changed:
             raise ConfigError(
                 f"{out} holds predictions made with another {', '.join(changed)} "
                 f"({', '.join(f'{k}={old[k]!r}' for k in changed)}); use another --out or delete it"
             )
     write_atomic(path, json.dumps(run, indent=2) + "\n")
+
+
+def model_files(model: str | os.PathLike) -> str | None:
+    """A fingerprint of a checkpoint folder's files (relative path, size, modification time), so that weights
+    rewritten in place (a retrained model) do not resume the old model's predictions; None for a non-folder."""
+    root = Path(model)
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = path.stat()
+        h.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return "files:" + h.hexdigest()[:16]
 
 
 def _media_labels(items: list[Any]) -> list[str]:
@@ -221,6 +238,7 @@ def run_benchmark(
         # without videos these change nothing: recorded as the defaults, so they never block a resume
         "video_timestamps": settings.video_timestamps and has_video,
         "frame_sampling": settings.frame_sampling if has_video else "centres",
+        "model_files": model_files(settings.model),
     }
     _check_run(out, run)
     done = read_predictions(out / PREDICTIONS)
