@@ -4,10 +4,11 @@
 
 Table 1 (documents, `recipes/results/t1_*.yaml`): the page downscaled to one tile vs Dynamic-S2 with 2x2
 compression vs Dynamic-S2 with 3x3 compression. Table 2 (video events, `recipes/results/t2_*.yaml`): 8 vs 32
-frames vs 32 frames with 4x temporal pooling. Every arm starts from the shipped model and fine-tunes the same
-number of steps; each is scored on the held-out split of its task (data/synth-small). The shipped model itself
-is scored on the whole held-out suite. Prints the markdown tables and writes docs/results/results.json, one
-plot per table (docs/results/table1.png, table2.png) and the training losses (docs/results/training_loss.png).
+frames vs 32 frames with 4x temporal pooling. Every arm starts from the stage-7 model (runs/small/7_long_sft,
+the shipped model when the tables were made) and fine-tunes the same number of steps; each is scored on the
+held-out split of its task (data/synth-small). The shipped model itself is scored on the whole held-out suite.
+Prints the markdown tables and writes docs/results/results.json, one plot per table (docs/results/table1.png,
+table2.png) and the training losses (docs/results/training_loss.png).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from nvila.assets import DEFAULT_MODEL  # noqa: E402
 from nvila.checkpoint import config_from_official  # noqa: E402
+from nvila.eval.runner import model_files  # noqa: E402
 from nvila.geometry import image_tokens, video_tokens  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +110,7 @@ def plot(name: str, task: str, rows: list[dict], baseline: float) -> None:
         ax.annotate(f"{row['tokens']} tok", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                     va="bottom", fontsize=9)  # fmt: skip
     ax.set_ylabel(f"held-out {task} accuracy (%)")
-    ax.set_title(f"{name}: {task}, equal fine-tuning steps from the shipped model")
+    ax.set_title(f"{name}: {task}, equal fine-tuning steps from the stage-7 model")
     ax.set_ylim(0, 1.2 * max(100 * r["score"] for r in rows))
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -142,7 +144,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     plot_training()
     baselines = json.loads((HELDOUT / "manifest.json").read_text())["majority_baseline"]["heldout"]
-    shipped = RUNS / "shipped"
+    shipped = RUNS / f"shipped-{model_files(DEFAULT_MODEL)[-8:]}"  # a new shipped model gets a new folder
     run(NVILA, "eval", "--model", str(DEFAULT_MODEL), "--benchmark", "synth", "--data", str(HELDOUT),
         "--out", str(shipped), "--no-progress")  # fmt: skip
     results = {"baselines": baselines, "shipped": json.loads((shipped / "summary.json").read_text())}
