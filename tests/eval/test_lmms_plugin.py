@@ -85,6 +85,19 @@ def test_video_paths_go_to_the_video_path(model, tmp_path):
     assert isinstance(answer, str)
 
 
+def test_video_options_come_from_model_args(checkpoint):
+    from nvila.errors import ConfigError
+
+    lm = NVILA.create_from_arg_string(f"pretrained={checkpoint},frame_sampling=linspace,video_timestamps=True")
+    assert (lm.pipeline.processor.video_sampling, lm.pipeline.processor.video_timestamps) == ("linspace", True)
+    plain = NVILA.create_from_arg_string(f"pretrained={checkpoint}")
+    assert (plain.pipeline.processor.video_sampling, plain.pipeline.processor.video_timestamps) == ("centres", False)
+    with pytest.raises(ConfigError, match="centres, linspace"):
+        NVILA.create_from_arg_string(f"pretrained={checkpoint},frame_sampling=random")
+    with pytest.raises(ValueError, match="video_timestamps must be true or false"):
+        NVILA.create_from_arg_string(f"pretrained={checkpoint},video_timestamps=maybe")
+
+
 def test_loglikelihood_is_not_implemented_with_a_clear_message(model):
     with pytest.raises(NotImplementedError, match="loglikelihood"):
         model.loglikelihood([request("q", {}, 0)])

@@ -54,7 +54,8 @@ class NVILA(lmms):
     """NVILA through `NVILAPipeline`: requests batched by identical generation settings, greedy by default.
 
     model_args: pretrained (checkpoint folder, default the shipped model), device (default cuda when there is
-    one), dtype (float32 / bfloat16 / float16), batch_size, max_new_tokens (when a task gives none).
+    one), dtype (float32 / bfloat16 / float16), batch_size, max_new_tokens (when a task gives none),
+    frame_sampling (centres / linspace) and video_timestamps (true / false) for videos given as paths.
     """
 
     is_simple = True
@@ -76,6 +77,8 @@ class NVILA(lmms):
         dtype: str = "float32",
         batch_size: int | str = 1,
         max_new_tokens: int | str = 128,
+        frame_sampling: str = "centres",
+        video_timestamps: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -88,7 +91,11 @@ class NVILA(lmms):
         if kwargs:
             raise ValueError(f"nvila: unknown model_args {', '.join(sorted(kwargs))}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if not isinstance(video_timestamps, bool):
+            raise ValueError(f"nvila: video_timestamps must be true or false, got {video_timestamps!r}")
         self.pipeline = NVILAPipeline.from_pretrained(pretrained or DEFAULT_MODEL, device=device, dtype=dtype)
+        self.pipeline.processor.video_sampling = frame_sampling  # checked there (ConfigError names the choices)
+        self.pipeline.processor.video_timestamps = video_timestamps
         self.model_path = str(pretrained or DEFAULT_MODEL)
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 1
         self.max_new_tokens = int(max_new_tokens)
