@@ -168,3 +168,16 @@ def test_bad_reinit_is_refused(make_recipe, model_spec, message):
 
     with pytest.raises(nvila.ConfigError, match=message):
         load_recipe(make_recipe("bad", model=model_spec))
+
+
+def test_activation_checkpointing_gives_the_same_losses(make_recipe, recwarn):
+    plain = make_recipe("plain", max_steps=3)
+    recomputed = make_recipe("recomputed", max_steps=3, activation_checkpointing=True)
+    assert main(["train", "--recipe", plain]) == 0
+    assert main(["train", "--recipe", recomputed]) == 0
+    a, b = losses(Path(plain).parent / "plain"), losses(Path(recomputed).parent / "recomputed")
+    assert list(a) == list(b) == [1, 2, 3]
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-5)
+    messages = [str(w.message).lower() for w in recwarn]
+    assert not [m for m in messages if "checkpointing" in m and "deprecat" in m]

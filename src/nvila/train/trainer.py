@@ -102,7 +102,7 @@ class Trainer:
         self.trainable = self.prepare_model()
         if r.activation_checkpointing:
             for hf_model in (self.model.llm, self.model.vision_tower.model):
-                hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         self.fp8_layers = convert_to_fp8(self.model.llm, r.fp8) if r.fp8 else 0  # before sharding (torchao)
         mixture = load_mixture(r.data.train, r.data.media_root)
         self.dataset = ConversationDataset(mixture.records, self.processor, r.data.max_length, r.data.overlong)
