@@ -128,6 +128,27 @@ def test_malformed_config_names_the_file_line_and_column(saved, tmp_path):
         nvila.load(ckpt)
 
 
+@pytest.mark.parametrize(
+    ("part", "key", "value", "message"),
+    [
+        ("llm", "hidden_size", "x", r"text\.hidden_size must be an integer >= 1, got 'x'"),
+        ("llm", "num_attention_heads", None, r"text\.num_attention_heads must be an integer >= 1, got None"),
+        ("vision_tower", "patch_size", 0, r"vision\.patch_size must be an integer >= 1, got 0"),
+        ("", "num_video_frames", "8", r"num_video_frames must be an integer >= 1, got '8'"),
+        ("", "s2_scales", "448,x", r"wrong type"),
+        ("", "fps", "fast", r"fps must be a number"),
+    ],
+)
+def test_wrongly_typed_config_values_are_named(saved, tmp_path, part, key, value, message):
+    ckpt = _copy(saved, tmp_path)
+    config = ckpt / part / "config.json"
+    data = json.loads(config.read_text())
+    data[key] = value
+    config.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=message):
+        nvila.load(ckpt)
+
+
 def test_save_refuses_to_overwrite_and_leaves_nothing_half_written(tiny, tmp_path):
     model, processor = tiny
     target = save(model, processor.tokenizer, tmp_path / "out")

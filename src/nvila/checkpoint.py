@@ -121,6 +121,10 @@ def config_from_official(root: Path) -> NVILAConfig:
         )
     except KeyError as e:
         raise CheckpointError(f"{root}: a config lacks the required key {e}") from None
+    except ConfigError as e:
+        raise CheckpointError(f"{root}: {e}") from None
+    except (TypeError, ValueError) as e:  # e.g. image_mean a number, s2_scales "448,x"
+        raise CheckpointError(f"{root}: a config value has the wrong type ({e})") from None
 
 
 def quantization_from_official(root: Path) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,16 @@ from nvila.errors import ConfigError
 ProjectorType = Literal["mlp_downsample", "mlp_downsample_2x2_fix", "mlp_downsample_3x3_fix"]
 ImageAspectRatio = Literal["dynamic_s2", "dynamic", "resize"]
 
+#: Fields that must be integers >= 1, per config part: checked first, so a checkpoint's config with a
+#: string, a float or a zero there is a `ConfigError` naming the field, not a crash further on.
+POSITIVE_INTS: dict[str, tuple[str, ...]] = {
+    "vision": ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+               "patch_size"),
+    "text": ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "num_key_value_heads", "max_position_embeddings", "model_max_length"),
+    "": ("min_tiles", "max_tiles", "num_video_frames", "video_pool_size"),
+}  # fmt: skip
+
 #: Spatial-to-channel group size k (k x k patches become one token) of each projector type.
 PROJECTOR_DOWNSAMPLE: dict[str, int] = {
     "mlp_downsample": 2,
@@ -93,7 +103,7 @@ class NVILAConfig:
             self.text = TextConfig(**_known(TextConfig, self.text, "text"))
         self.vision.image_mean = tuple(self.vision.image_mean)
         self.vision.image_std = tuple(self.vision.image_std)
-        self.s2_scales = tuple(int(s) for s in self.s2_scales)
+        self.s2_scales = tuple(int(s) if isinstance(s, str) and s.isdigit() else s for s in self.s2_scales)
         if self.image_token_id is None:
             self.image_token_id = self.text.vocab_size - 2
         if self.video_token_id is None:
@@ -127,6 +137,16 @@ class NVILAConfig:
     # ---- checks and (de)serialisation ---------------------------------------------------------------
     def validate(self) -> None:
         """Raise `ConfigError` naming the first inconsistent field."""
+        for part, names in POSITIVE_INTS.items():
+            owner = getattr(self, part) if part else self
+            for name in names:
+                value = getattr(owner, name)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ConfigError(f"{part + '.' if part else ''}{name} must be an integer >= 1, got {value!r}")
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in self.s2_scales):
+            raise ConfigError(f"s2_scales must be integers >= 1, got {list(self.s2_scales)}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)):
+            raise ConfigError(f"fps must be a number, got {self.fps!r}")
         if self.projector_type not in PROJECTOR_DOWNSAMPLE:
             raise ConfigError(f"unknown projector_type {self.projector_type!r}; known: {sorted(PROJECTOR_DOWNSAMPLE)}")
         if self.image_aspect_ratio not in ("dynamic_s2", "dynamic", "resize"):
