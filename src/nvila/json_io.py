@@ -1,9 +1,10 @@
 """Reading JSON and JSON-lines files with errors that say where: the file, and the line and column.
 
-Owns: `read_json` and `read_jsonl`. Each raises the caller's `NVILAError` subclass (`ConfigError` for benchmark,
-dataset and result files, `CheckpointError` for checkpoints) for a missing or unreadable file, bytes that are
-not UTF-8 text, malformed JSON (`path:line:column: malformed JSON (reason)`), JSON nested too deeply to parse,
-and, with `want=dict` / `want=list`, a file that holds another kind of value. A UTF-8 byte-order mark is allowed.
+Owns: `read_json`, `read_jsonl` and `read_jsonl_lines`. Each raises the caller's `NVILAError` subclass
+(`ConfigError` for benchmark, dataset and result files, `CheckpointError` for checkpoints) for a missing or
+unreadable file, bytes that are not UTF-8 text, malformed JSON (`path:line:column: malformed JSON (reason)`),
+JSON nested too deeply to parse, and, with `want=dict` / `want=list`, a file that holds another kind of value.
+A UTF-8 byte-order mark is allowed.
 """
 
 from __future__ import annotations
@@ -70,11 +71,17 @@ def read_json(path: str | os.PathLike, error: type[NVILAError] = ConfigError, *,
     return value
 
 
-def read_jsonl(path: str | os.PathLike, error: type[NVILAError] = ConfigError) -> list[Any]:
-    """The values of a JSON-lines file, one per non-blank line; `error` naming the file, line and column."""
+def read_jsonl_lines(path: str | os.PathLike, error: type[NVILAError] = ConfigError) -> list[tuple[int, Any]]:
+    """(line number from 1, value) of each non-blank line of a JSON-lines file; `error` naming the file, line
+    and column otherwise."""
     path = Path(path)
     return [
-        _parse(line, str(path), error, line_offset=n)
+        (n + 1, _parse(line, str(path), error, line_offset=n))
         for n, line in enumerate(_text(path, error).split("\n"))  # not splitlines: U+2028 may sit in a string
         if line.strip()
     ]
+
+
+def read_jsonl(path: str | os.PathLike, error: type[NVILAError] = ConfigError) -> list[Any]:
+    """The values of a JSON-lines file, one per non-blank line; `error` naming the file, line and column."""
+    return [value for _, value in read_jsonl_lines(path, error)]

@@ -39,7 +39,7 @@ def test_read_records_json_and_jsonl(tmp_path):
     "lines,match",
     [
         (['{"id": 1, "conversations": []}'], r"d\.jsonl:1: 'conversations'"),
-        ([json.dumps(qa(0)), "{broken"], r"d\.jsonl:2: malformed JSON"),
+        ([json.dumps(qa(0)), "{broken"], r"d\.jsonl:2:2: malformed JSON"),
         ([json.dumps(qa(0, ["a.png"], "<image><image> Q"))], "2 <image> placeholder"),
         ([json.dumps({"conversations": [{"from": "human", "value": "Q"}]})], "no assistant"),
         ([json.dumps({"conversations": [{"from": "robot", "value": "Q"}]})], "turn 1 needs 'from'"),
@@ -50,6 +50,15 @@ def test_malformed_datasets(tmp_path, lines, match):
     (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=match):
         read_records(tmp_path / "d.jsonl")
+
+
+def test_non_utf8_and_non_list_files_are_named(tmp_path):
+    (tmp_path / "d.jsonl").write_bytes(json.dumps(qa(0)).encode() + b'\n{"id": "caf\xe9"}\n')  # latin-1 byte
+    with pytest.raises(ConfigError, match=r"d\.jsonl:2: not UTF-8 text"):
+        read_records(tmp_path / "d.jsonl")
+    (tmp_path / "d.json").write_text(json.dumps({"records": [qa(0)]}))
+    with pytest.raises(ConfigError, match=r"d\.json must hold a JSON array, not an object"):
+        read_records(tmp_path / "d.json")
 
 
 def test_dataset_skips_and_counts(tmp_path, tiny_lite):

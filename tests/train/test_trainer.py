@@ -89,7 +89,7 @@ def test_bad_data_is_a_clear_error(make_recipe, tmp_path, capsys):
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}\n{oops\n')
     assert main(["train", "--recipe", make_recipe("bad", data__train=str(broken))]) == 1
-    assert "broken.jsonl:2: malformed JSON" in capsys.readouterr().err
+    assert "broken.jsonl:2:" in (err := capsys.readouterr().err) and "malformed JSON" in err
 
 
 def test_vision_heads_pretrains_only_the_tower(make_recipe, tmp_path):

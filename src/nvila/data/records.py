@@ -12,12 +12,12 @@ the file name and line number in every error; does not touch media or tokenizers
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nvila.errors import ConfigError
+from nvila.json_io import read_json, read_jsonl_lines
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -92,23 +92,11 @@ def read_records(path: str | Path, media_root: str | Path | None = None) -> list
     root = Path(media_root) if media_root is not None else path.parent
     records = []
     if path.suffix == ".json":
-        try:
-            items = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
-        if not isinstance(items, list):
-            raise ConfigError(f"{path}: a .json dataset must hold a list of records")
+        items = read_json(path, ConfigError, want=list)
         records = [parse_record(item, f"{path}[{i}]", root, path.stem) for i, item in enumerate(items)]
     else:
-        with path.open() as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{path}:{lineno}: malformed JSON line ({e.msg})") from None
-                records.append(parse_record(item, f"{path}:{lineno}", root, path.stem))
+        for lineno, item in read_jsonl_lines(path, ConfigError):
+            records.append(parse_record(item, f"{path}:{lineno}", root, path.stem))
     if not records:
         raise ConfigError(f"{path}: the dataset is empty")
     return records
