@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from nvila.errors import ConfigError
+
 
 def _whole_number(text: str, least: int) -> int:
     try:
@@ -61,9 +63,16 @@ def byte_size(text: str) -> int:
     return value
 
 
-#: The uniform frame-sampling rules of `nvila.video_io.load_video` (its `SAMPLINGS`, repeated here so that
-#: parsing arguments does not load PyAV; a test keeps the two equal).
+#: The uniform frame-sampling rules of `nvila.video_io.load_video` (its `SAMPLINGS`; defined here so that
+#: parsing and checking options does not load PyAV).
 FRAME_SAMPLINGS = ("centres", "linspace")
+
+
+def check_frame_sampling(value: object, name: str) -> str:
+    """`value` when it is one of `FRAME_SAMPLINGS`; else a `ConfigError` naming the option `name` and the choices."""
+    if value not in FRAME_SAMPLINGS:
+        raise ConfigError(f"{name} must be one of {', '.join(FRAME_SAMPLINGS)}; got {value!r}")
+    return value
 
 
 def add_video_options(p: argparse.ArgumentParser, *, scope: str = "", timestamps_aliases: tuple[str, ...] = ()) -> None:

@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
+from nvila.argtypes import check_frame_sampling
 from nvila.config import NVILAConfig
-from nvila.errors import ConfigError, MediaError, PromptError
+from nvila.errors import MediaError, PromptError
 from nvila.geometry import video_tokens
 from nvila.image_io import ImageInput, load_image
 from nvila.image_processing import image_to_tiles, normalize_tiles
@@ -136,11 +137,7 @@ class NVILAProcessor:
 
     @video_sampling.setter
     def video_sampling(self, value: str) -> None:
-        from nvila.video_io import SAMPLINGS
-
-        if value not in SAMPLINGS:
-            raise ConfigError(f"video_sampling must be one of {', '.join(SAMPLINGS)}; got {value!r}")
-        self._video_sampling = value
+        self._video_sampling = check_frame_sampling(value, "video_sampling")
 
     # ---- conversations ------------------------------------------------------------------------------
     def encode_messages(

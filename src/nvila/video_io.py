@@ -48,6 +48,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from nvila.argtypes import FRAME_SAMPLINGS
 from nvila.errors import MediaError
 from nvila.geometry import MAX_ASPECT_RATIO
 
@@ -71,7 +72,7 @@ MAX_SEEK_RETRIES = 3
 #: The duration is read from the packets of this many last seconds (seconds).
 PROBE_TAIL_S = 5
 STRATEGIES = ("auto", "seek", "sequential")
-SAMPLINGS = ("centres", "linspace")
+SAMPLINGS = FRAME_SAMPLINGS  #: the `sampling` rules of `load_video` (the options module owns the list)
 #: The filter of the resize while decoding: the one `image_processing` resizes tiles with, so the two agree.
 RESAMPLE = Image.Resampling.BICUBIC
 

@@ -260,7 +260,7 @@ def test_video_options_on_the_command_line(capsys):
     with pytest.raises(SystemExit) as info:
         parse(["--frame-sampling", "random"])
     assert info.value.code == 2 and "invalid choice: 'random'" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="--frame-sampling must be one of centres, linspace, got 'uniform'"):
+    with pytest.raises(ConfigError, match="--frame-sampling must be one of centres, linspace; got 'uniform'"):
         EvalSettings("activitynet_rtl", "d", "o", "m", frame_sampling="uniform")
 
 

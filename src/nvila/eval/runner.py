@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nvila.argtypes import FRAME_SAMPLINGS
+from nvila.argtypes import check_frame_sampling
 from nvila.errors import ConfigError
 from nvila.eval.benchmarks import Benchmark, get_benchmark
 from nvila.eval.loaders import EvalSample
@@ -75,10 +75,7 @@ class EvalSettings:
     frame_sampling: str = "centres"  #: how video frames are chosen: "centres" or "linspace" (`video_io`)
 
     def __post_init__(self) -> None:
-        if self.frame_sampling not in FRAME_SAMPLINGS:
-            raise ConfigError(
-                f"--frame-sampling must be one of {', '.join(FRAME_SAMPLINGS)}, got {self.frame_sampling!r}"
-            )
+        check_frame_sampling(self.frame_sampling, "--frame-sampling")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:

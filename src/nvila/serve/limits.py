@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nvila.argtypes import FRAME_SAMPLINGS
+from nvila.argtypes import check_frame_sampling
 from nvila.engine.config import EngineConfig
 from nvila.errors import ConfigError
 from nvila.geometry import MAX_IMAGE_PIXELS
@@ -58,9 +58,7 @@ class ServeSettings:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
-        if self.frame_sampling not in FRAME_SAMPLINGS:
-            choices = ", ".join(FRAME_SAMPLINGS)
-            raise ConfigError(f"frame_sampling must be one of {choices}; got {self.frame_sampling!r}")
+        check_frame_sampling(self.frame_sampling, "frame_sampling")
         if self.max_image_pixels > MAX_IMAGE_PIXELS:
             raise ConfigError(f"max_image_pixels must be <= {MAX_IMAGE_PIXELS:,} (the decoder's own limit)")
         if self.allow_local_media is not None:

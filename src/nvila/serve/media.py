@@ -155,13 +155,12 @@ def frames_per_video(n_videos: int, cfg: NVILAConfig, settings: ServeSettings) -
 
 
 def load_request_video(
-    url: str, settings: ServeSettings, index: int, num_frames: int, cfg: NVILAConfig, sampling: str | None = None
+    url: str, settings: ServeSettings, index: int, num_frames: int, cfg: NVILAConfig, sampling: str
 ) -> VideoFrames:
     """Read the `index`-th video of a request and sample `num_frames` frames at the model's fps with `sampling`
-    ("centres" or "linspace"; None: `settings.frame_sampling`), each resized to one tile while decoding (blocking:
-    run it in a worker thread). Inline videos pass through a temporary file (PyAV reads files), which is removed
-    at once."""
-    sampling = sampling or settings.frame_sampling
+    ("centres" or "linspace": the request's, else the server's), each resized to one tile while decoding
+    (blocking: run it in a worker thread). Inline videos pass through a temporary file (PyAV reads files), which
+    is removed at once."""
     source = media_source(url, settings, VIDEO, settings.max_video_bytes)
     if isinstance(source, Path):
         return _decode_video(source, settings, index, num_frames, cfg, sampling)
