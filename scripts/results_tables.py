@@ -120,7 +120,7 @@ def plot(name: str, task: str, rows: list[dict], baseline: float) -> None:
 
 def plot_training(stages: Path = ROOT / "runs/small") -> None:
     """The shipped model's loss per step, one panel per stage (stage 2 is the tower-heads loss)."""
-    runs = sorted(p.parent for p in stages.glob("*/losses.jsonl"))
+    runs = sorted((p.parent for p in stages.glob("*/losses.jsonl")), key=lambda d: int(d.name.split("_")[0]))
     fig, axes = plt.subplots(1, len(runs), figsize=(2.2 * len(runs), 2.6), sharey=False)
     for ax, run_dir in zip(axes, runs):
         rows = [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]

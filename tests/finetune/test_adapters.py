@@ -16,7 +16,7 @@ import nvila
 from nvila.errors import CheckpointError
 from nvila.factory import random_pretrained
 from nvila.finetune import FinetuneSpec, FinetuneTrainer, apply_finetune, finetune_recipe, load_finetuned
-from nvila.finetune.adapters import ADAPTER_WEIGHTS, NON_LORA
+from nvila.finetune.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, INFO, NON_LORA
 
 from .conftest import save_random, tiny_config
 
@@ -114,6 +114,18 @@ def test_mismatched_adapters_are_refused(trained, base_checkpoint, tmp_path):
     tensors[key] = torch.zeros(tensors[key].shape[0], tensors[key].shape[1] + 3)
     save_file(tensors, str(bad / ADAPTER_WEIGHTS))
     with pytest.raises(CheckpointError, match=r"do not fit the base model: .*q_proj\.lora_A\.weight is \[4, 35\]"):
+        load_finetuned(base_checkpoint, bad)
+    save_file(load_file(str(adapters / ADAPTER_WEIGHTS)), str(bad / ADAPTER_WEIGHTS))
+    config_text = (bad / ADAPTER_CONFIG).read_text()
+    (bad / ADAPTER_CONFIG).write_text(config_text[:-5])
+    with pytest.raises(CheckpointError, match=r"adapter_config\.json:\d+:\d+: malformed JSON"):
+        load_finetuned(base_checkpoint, bad)
+    (bad / ADAPTER_CONFIG).write_text(json.dumps({**json.loads(config_text), "r": "four"}))
+    with pytest.raises(CheckpointError, match=r"adapter_config\.json: no valid LoRA rank 'r'"):
+        load_finetuned(base_checkpoint, bad)
+    (bad / ADAPTER_CONFIG).write_text(config_text)
+    (bad / INFO).write_bytes(b"\xff\xfe{}")
+    with pytest.raises(CheckpointError, match=r"not UTF-8 text"):
         load_finetuned(base_checkpoint, bad)
     (bad / NON_LORA).unlink()
     with pytest.raises(CheckpointError, match="not an nvila adapters folder: missing non_lora"):

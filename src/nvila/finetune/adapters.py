@@ -31,6 +31,7 @@ from nvila.checkpoint import load
 from nvila.config import NVILAConfig
 from nvila.errors import CheckpointError
 from nvila.finetune.methods import ADAPTER_NAME, base_fingerprint
+from nvila.json_io import read_json
 from nvila.model import NVILAForConditionalGeneration
 from nvila.processing import NVILAProcessor
 
@@ -84,11 +85,11 @@ def _read_info(folder: Path) -> dict[str, Any]:
     missing = [name for name in (INFO, ADAPTER_CONFIG, ADAPTER_WEIGHTS, NON_LORA) if not (folder / name).is_file()]
     if missing:
         raise CheckpointError(f"{folder} is not an nvila adapters folder: missing {', '.join(missing)}")
+    info = read_json(folder / INFO, CheckpointError, want=dict)
     try:
-        info = json.loads((folder / INFO).read_text())
-        rank = int(json.loads((folder / ADAPTER_CONFIG).read_text())["r"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{folder}: malformed {INFO} or {ADAPTER_CONFIG} ({e})") from None
+        rank = int(read_json(folder / ADAPTER_CONFIG, CheckpointError, want=dict)["r"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / ADAPTER_CONFIG}: no valid LoRA rank 'r' ({e})") from None
     if info.get("format") != FORMAT:
         raise CheckpointError(f"{folder / INFO}: unknown format {info.get('format')!r}, expected {FORMAT}")
     return {**info, "rank": rank}

@@ -21,6 +21,7 @@ import torch
 from nvila.checkpoint import load, resolve_device, resolve_dtype
 from nvila.data.records import Record, read_records
 from nvila.errors import ConfigError
+from nvila.json_io import read_json, read_jsonl_lines
 from nvila.prune.scoring import ScoreFile, check_same_tokenizer, mean_tower_features, score_deltaloss
 from nvila.prune.select import check_keep, cluster_per_group, groups, random_per_group, top_per_group
 
@@ -85,9 +86,8 @@ class PruneResult:
 def read_raw(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, decoded object) of every record, in the order `read_records` returns them."""
     if path.suffix == ".json":
-        return list(enumerate(json.loads(path.read_text()), start=1))
-    with path.open() as f:
-        return [(lineno, json.loads(line)) for lineno, line in enumerate(f, start=1) if line.strip()]
+        return list(enumerate(read_json(path, want=list), start=1))
+    return read_jsonl_lines(path)
 
 
 def group_records(path: Path, records: list[Record], raw: list[tuple[int, dict]], by: str) -> dict[str, str]:
