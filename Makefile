@@ -23,14 +23,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps "lmms-eval==0.7.3"
 	touch $(STAMP)
 
-# Two held-out synthetic images (the first document and the first bar chart of data/synth-small), each with
-# the question type the small model answers best (docs/results.md); the true answer is printed first.
+# Two held-out synthetic images of data/synth-small (the first document, and a line chart) with a question type
+# the small model answers well: counting and colours (docs/results.md); the true answer is printed first.
 demo: setup
 	@echo "sample_document.png: How many lines of text are below the title? (true answer: 9)"
 	@$(VENV)/bin/nvila generate --image src/nvila/resources/sample_document.png \
 		--prompt "How many lines of text are below the title?"
-	@echo "sample_chart.png: How many bars are there? (true answer: 6)"
-	@$(VENV)/bin/nvila generate --image src/nvila/resources/sample_chart.png --prompt "How many bars are there?"
+	@echo "sample_chart.png: What colour is the line? (true answer: yellow)"
+	@$(VENV)/bin/nvila generate --image src/nvila/resources/sample_chart.png --prompt "What colour is the line?"
 
 test: setup
 	bash scripts/ensure_chromium.sh

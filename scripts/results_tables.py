@@ -121,7 +121,12 @@ def plot(name: str, task: str, rows: list[dict], baseline: float) -> None:
 def plot_training(stages: Path = ROOT / "runs/small") -> None:
     """The shipped model's loss per step, one panel per stage (stage 2 is the tower-heads loss)."""
     runs = sorted((p.parent for p in stages.glob("*/losses.jsonl")), key=lambda d: int(d.name.split("_")[0]))
-    fig, axes = plt.subplots(1, len(runs), figsize=(2.2 * len(runs), 2.6), sharey=False)
+    n_cols = min(6, len(runs))
+    n_rows = -(-len(runs) // n_cols)
+    fig, grid = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.6 * n_rows), squeeze=False)
+    axes = grid.flatten()
+    for ax in axes[len(runs) :]:
+        ax.axis("off")
     for ax, run_dir in zip(axes, runs):
         rows = [json.loads(line) for line in (run_dir / "losses.jsonl").read_text().splitlines()]
         steps, losses = [r["step"] for r in rows], [r["loss"] for r in rows]
@@ -133,7 +138,8 @@ def plot_training(stages: Path = ROOT / "runs/small") -> None:
         ax.set_title(run_dir.name.replace("_", " "), fontsize=8)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("training loss")
+    for ax in grid[:, 0]:
+        ax.set_ylabel("training loss")
     fig.tight_layout()
     fig.savefig(OUT / "training_loss.png", dpi=120)
     plt.close(fig)

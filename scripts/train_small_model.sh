@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the shipped small NVILA from scratch with the project's own 5-stage recipes on `nvila synth` data
-# (then five longer instruction-tuning stages), and copy it into the package. Deterministic (fixed seeds);
+# (then seven longer instruction-tuning stages), and copy it into the package. Deterministic (fixed seeds);
 # resumable: rerun after an interruption and it continues where it stopped.
 #   bash scripts/train_small_model.sh            # uses .venv (make setup)
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 NVILA=${NVILA:-.venv/bin/nvila}
 PY=${PY:-.venv/bin/python}
 DATA=data/synth-small        # stages 1-6 (up to 3 questions per image; its held-out split is the benchmark)
-DATA_MQ=data/synth-small-mq  # stages 7, 10 (a second seed, up to 8 questions per image, nothing held out)
+DATA_MQ=data/synth-small-mq  # stages 7, 10-12 (a second seed, up to 8 questions per image, nothing held out)
 DATA_CAP=data/synth-small-cap  # stage 8 (a third seed, every image record ends with a caption turn)
 if [ ! -f "$DATA/manifest.json" ]; then
   "$NVILA" synth --out "$DATA" --image-size 192 --video-size 64 --seed 0 --heldout 0.05 \
@@ -27,7 +27,7 @@ if [ ! -f "$DATA_CAP/manifest.json" ]; then
 fi
 [ -f "$DATA_CAP/mixed.yaml" ] || "$PY" scripts/prepare_small_model.py "$DATA_CAP" --video-ratio 2.0 --image-ratio 1.0
 for stage in 1_projector_init 2_vision_encoder 3_token_processor 4_image_sft 5_video_sft 6_more_sft 7_long_sft 8_caption_sft 9_pixel_sft \
-  10_colour_sft; do
+  10_colour_sft 11_colour_replay 12_replay_sft; do
   if [ -f "runs/small/$stage/model/config.json" ]; then continue; fi
   resume=""; [ -d "runs/small/$stage/state" ] && resume="--resume"
   start=$(date +%s)
@@ -35,5 +35,5 @@ for stage in 1_projector_init 2_vision_encoder 3_token_processor 4_image_sft 5_v
   echo "$stage: $(( $(date +%s) - start )) s"
 done
 rm -rf src/nvila/resources/models/nvila-small
-cp -r runs/small/10_colour_sft/model src/nvila/resources/models/nvila-small
+cp -r runs/small/12_replay_sft/model src/nvila/resources/models/nvila-small
 echo "shipped model: src/nvila/resources/models/nvila-small"

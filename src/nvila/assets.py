@@ -11,5 +11,5 @@ DEFAULT_MODEL = ASSETS / "models" / "nvila-small"
 SAMPLE_IMAGE = ASSETS / "sample.png"  #: a held-out `nvila synth` shapes image (2 circles, 2 triangles)
 #: The first held-out `nvila synth` document of data/synth-small (title "Hand Dog Throat", 9 lines below it).
 SAMPLE_DOCUMENT = ASSETS / "sample_document.png"
-#: The first held-out `nvila synth` bar chart of data/synth-small (charts-h000001: 6 bars).
+#: A held-out `nvila synth` line chart of data/synth-small (charts-h000002: a yellow line).
 SAMPLE_CHART = ASSETS / "sample_chart.png"
