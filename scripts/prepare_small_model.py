@@ -50,13 +50,13 @@ def colour_turns(record: dict) -> dict | None:
     """`record` with only its COLOUR_TEMPLATES question/answer pairs (the image tag on the first question), or
     None when it has none. Pair k of `conversations` was asked from `meta.templates[k]`."""
     conv, templates = record["conversations"], record["meta"]["templates"]
-    pairs = [conv[2 * k : 2 * k + 2] for k, t in enumerate(templates) if t in COLOUR_TEMPLATES]
-    if not pairs:
+    kept = [k for k, t in enumerate(templates) if t in COLOUR_TEMPLATES]
+    if not kept:
         return None
-    turns = [{**turn, "value": turn["value"].removeprefix(IMAGE_TAG)} for pair in pairs for turn in pair]
+    turns = [{**turn, "value": turn["value"].removeprefix(IMAGE_TAG)} for k in kept for turn in conv[2 * k : 2 * k + 2]]
     turns[0]["value"] = IMAGE_TAG + turns[0]["value"]
-    kept = [t for t in templates if t in COLOUR_TEMPLATES]
-    return {**record, "conversations": turns, "meta": {**record["meta"], "template": kept[0], "templates": kept}}
+    asked = [templates[k] for k in kept]
+    return {**record, "conversations": turns, "meta": {**record["meta"], "template": asked[0], "templates": asked}}
 
 
 def write_colour_mix(data: Path) -> None:

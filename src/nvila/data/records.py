@@ -80,6 +80,14 @@ def parse_record(data: Any, where: str, root: Path, default_source: str) -> Reco
     )
 
 
+def read_raw(path: Path) -> list[tuple[int, Any]]:
+    """(position from 1, decoded item) of every record of a .jsonl file (its line) or a .json file (its index in
+    the list, + 1), in file order; `ConfigError` naming the file and line of unreadable JSON."""
+    if path.suffix == ".json":
+        return list(enumerate(read_json(path, ConfigError, want=list), start=1))
+    return read_jsonl_lines(path, ConfigError)
+
+
 def read_records(path: str | Path, media_root: str | Path | None = None) -> list[Record]:
     """Read a .jsonl (one record per line) or .json (a list of records) file.
 
@@ -90,13 +98,11 @@ def read_records(path: str | Path, media_root: str | Path | None = None) -> list
     if not path.is_file():
         raise ConfigError(f"dataset file not found: {path}")
     root = Path(media_root) if media_root is not None else path.parent
-    records = []
-    if path.suffix == ".json":
-        items = read_json(path, ConfigError, want=list)
-        records = [parse_record(item, f"{path}[{i}]", root, path.stem) for i, item in enumerate(items)]
-    else:
-        for lineno, item in read_jsonl_lines(path, ConfigError):
-            records.append(parse_record(item, f"{path}:{lineno}", root, path.stem))
+    in_list = path.suffix == ".json"
+    records = [
+        parse_record(item, f"{path}[{n - 1}]" if in_list else f"{path}:{n}", root, path.stem)
+        for n, item in read_raw(path)
+    ]
     if not records:
         raise ConfigError(f"{path}: the dataset is empty")
     return records

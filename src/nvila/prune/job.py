@@ -19,9 +19,8 @@ from typing import Any
 import torch
 
 from nvila.checkpoint import load, resolve_device, resolve_dtype
-from nvila.data.records import Record, read_records
+from nvila.data.records import Record, read_raw, read_records
 from nvila.errors import ConfigError
-from nvila.json_io import read_json, read_jsonl_lines
 from nvila.prune.scoring import ScoreFile, check_same_tokenizer, mean_tower_features, score_deltaloss
 from nvila.prune.select import check_keep, cluster_per_group, groups, random_per_group, top_per_group
 
@@ -81,13 +80,6 @@ class PruneResult:
     kept: dict[str, tuple[int, int]]  #: group -> (kept, total)
     histogram: Path | None = None
     scores: Path | None = None
-
-
-def read_raw(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, decoded object) of every record, in the order `read_records` returns them."""
-    if path.suffix == ".json":
-        return list(enumerate(read_json(path, want=list), start=1))
-    return read_jsonl_lines(path)
 
 
 def group_records(path: Path, records: list[Record], raw: list[tuple[int, dict]], by: str) -> dict[str, str]:
