@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from nvila.data import ConversationDataset, collate_packed, collate_padded, pack_greedy, read_records
 from nvila.errors import ConfigError
+from nvila.factory import random_pretrained
 from nvila.geometry import image_tokens
+from nvila.model import IGNORE_INDEX
+from nvila.synth.videos import encode_mp4
 from tests.conftest import noise_image
 
 
@@ -131,3 +135,32 @@ def test_padded_batch_labels_and_mask(tiny):
     tiles = [image_tokens(64, 64, processor.config).vit_tiles, image_tokens(900, 500, processor.config).vit_tiles]
     assert batch.pixel_values.shape[0] == sum(tiles)
     assert batch.image_block_sizes == [image_tokens(64, 64, processor.config).block_size, (3, 4)]
+
+
+def test_a_truncated_video_sample_keeps_its_video_and_trains(tmp_path):
+    """An over-long answer after a video is cut, and the sample still carries its frames into a training step."""
+    model, processor = random_pretrained("tiny-lite", seed=0)  # its own copy: this test changes the weights
+    encode_mp4(tmp_path / "v.mp4", np.stack([np.asarray(noise_image(64, 64, seed)) for seed in range(4)]), fps=2)
+    record = {"id": "v0", "video": "v.mp4", "conversations": [{"from": "human", "value": "<vila/video>\nWhat?"}]}
+    record["conversations"].append({"from": "gpt", "value": "answer " * 400})
+    records = read_records(write_jsonl(tmp_path / "d.jsonl", [record]))
+    full = processor.encode_messages(records[0].messages, videos=records[0].videos)
+    video_tokens = sum(t == processor.config.video_token_id for t in full.input_ids)
+    max_length = video_tokens + 60
+    assert len(full.input_ids) > max_length and full.video_frame_counts == [4]
+
+    dataset = ConversationDataset(records, processor, max_length=max_length)
+    sample = dataset[0]
+    assert dataset.stats.counts[f"longer than max_length {max_length} (truncated)"] == 1
+    assert len(sample.input_ids) == len(sample.labels) == max_length
+    assert sample.video_frame_counts == full.video_frame_counts and len(sample.video_tiles) == len(full.video_tiles)
+    assert len(sample.videos) == 1 and any(label != IGNORE_INDEX for label in sample.labels)
+
+    batch = collate_padded([sample], processor.pad_token_id, processor.config)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    projector_before = [p.detach().clone() for p in model.mm_projector.parameters()]
+    loss = model(**batch.model_kwargs("cpu")).loss
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(projector_before, model.mm_projector.parameters()))

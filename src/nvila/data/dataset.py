@@ -7,6 +7,7 @@ sample and its log says how many were dropped and why.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from nvila.data.records import Record
 from nvila.errors import MediaError, PromptError
+from nvila.model import IGNORE_INDEX
 from nvila.processing import EncodedSample, NVILAProcessor
 
 log = logging.getLogger(__name__)
@@ -81,11 +83,12 @@ class ConversationDataset:
             return sample
         media_ids = {self.processor.config.image_token_id, self.processor.config.video_token_id}
         last_media = max((i for i, t in enumerate(sample.input_ids) if t in media_ids), default=-1)
-        answer_left = any(label != -100 for label in sample.labels[: self.max_length])
+        answer_left = any(label != IGNORE_INDEX for label in sample.labels[: self.max_length])
         if self.overlong == "skip" or last_media >= self.max_length or not answer_left:
             self.stats.add(f"longer than max_length {self.max_length} (skipped)", record_id)
             return None
         self.stats.add(f"longer than max_length {self.max_length} (truncated)", record_id)
-        return EncodedSample(
-            sample.input_ids[: self.max_length], sample.labels[: self.max_length], sample.tiles, sample.block_sizes
+        # every media field stays: the cut falls after the last media token, so all media keep their positions
+        return dataclasses.replace(
+            sample, input_ids=sample.input_ids[: self.max_length], labels=sample.labels[: self.max_length]
         )
