@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +43,20 @@ def image_file(tmp_path):
         return path
 
     return make
+
+
+# Files written by nvila must follow the process umask like `cp` (0644 / 0755 here); the suite fixes the umask so
+# that `assert_modes_follow_umask` checks the modes a shared disk needs, whatever the caller's umask is.
+os.umask(0o022)
+
+
+def assert_modes_follow_umask(root: Path) -> None:
+    """Every folder under `root` (itself included) has mode 0o777 less the umask, every file 0o666 less it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    wrong = [
+        f"{path.relative_to(root.parent)}: {oct(stat.S_IMODE(path.stat().st_mode))}"
+        for path in [root, *root.rglob("*")]
+        if stat.S_IMODE(path.stat().st_mode) != (0o777 if path.is_dir() else 0o666) & ~umask
+    ]
+    assert not wrong, f"modes that do not follow umask {oct(umask)}: {wrong}"

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 import nvila
 from nvila.checkpoint import save
 from nvila.errors import CheckpointError
-from tests.conftest import noise_image
+from tests.conftest import assert_modes_follow_umask, noise_image
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,7 @@ def saved(tmp_path_factory, tiny):
 
 
 def test_layout_and_official_names(saved):
+    assert_modes_follow_umask(saved)  # readable by other users and services, as `cp` would leave it
     top = json.loads((saved / "config.json").read_text())
     assert top["image_aspect_ratio"] == "dynamic_s2" and top["mm_projector"] == "mlp_downsample"
     assert top["s2_scales"] == "448,896,1344" and top["mm_hidden_size"] == 96

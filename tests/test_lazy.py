@@ -27,3 +27,9 @@ def test_importing_the_package_does_not_import_torch():
     code = "import sys, nvila, nvila.prune, nvila.finetune; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_using_the_library_prints_no_import_time_warnings():
+    """transformers imports torchao when it is installed; its kernel and pytree warnings stay off stderr."""
+    use = "import nvila.model"  # imports transformers' modeling_utils, which imports torchao
+    assert subprocess.run([sys.executable, "-c", use], capture_output=True, text=True, check=True).stderr == ""

@@ -5,7 +5,17 @@ Public names are imported lazily, so light commands (`nvila tokens`) start witho
 
 from __future__ import annotations
 
+import logging
+
 from nvila.lazy import lazy_exports
+
+#: Loggers that warn at import time on every run: transformers imports torchao whenever it is installed (for
+#: `fp8` training), and torchao then reports the CUDA / MX kernels a CPU build cannot load, and torch's pytree
+#: deprecations in torchao's code. Held at ERROR unless the application set their level (`nvila --debug` shows them).
+IMPORT_NOISE = ("torchao", "torch.utils._pytree")
+for _name in IMPORT_NOISE:
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
 

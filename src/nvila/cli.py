@@ -14,13 +14,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from nvila import IMPORT_NOISE
 from nvila.argtypes import add_video_options, image_size, positive_int
 from nvila.errors import NVILAError
 
 log = logging.getLogger("nvila")
-#: Loggers of libraries that transformers imports whenever they are installed (torchao, for `fp8` training)
-#: and that warn at import about kernels a CPU build cannot load; quiet unless --debug.
-IMPORT_NOISE = ("torchao", "torch.utils._pytree")
 
 
 # ---- nvila tokens ---------------------------------------------------------------------------------------
@@ -283,8 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="nvila: %(levelname)s: %(message)s")
-    for name in IMPORT_NOISE:
-        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.ERROR)
+    if debug:  # what `import nvila` holds back (nvila.IMPORT_NOISE), shown for the libraries imported from here on
+        for name in IMPORT_NOISE:
+            logging.getLogger(name).setLevel(logging.DEBUG)
     try:
         return args.run(args)
     except NVILAError as e:

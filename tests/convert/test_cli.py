@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from nvila.cli import main
 from nvila.convert.layout import RECORD_NAME
+from tests.conftest import assert_modes_follow_umask
 from tests.convert.conftest import copy
 
 
@@ -30,11 +31,13 @@ def test_both_ways_through_the_command(official, tmp_path, capsys, caplog):
     assert code == 0 and out.startswith(f"wrote {tmp_path / 'hf'}: hf layout, nvila_lite, ")
     assert "has no remote code" in caplog.text and "SGLang: the vision tower is 32 wide" in caplog.text
     assert len(list((tmp_path / "hf").glob("model-*-of-*.safetensors"))) > 1
+    assert_modes_follow_umask(tmp_path / "hf")
     code, out, _ = run(capsys, "--to", "official", tmp_path / "hf", tmp_path / "back")
     assert code == 0 and out.startswith(f"wrote {tmp_path / 'back'}: official layout, nvila_lite, ")
     assert (tmp_path / "back" / "llm" / "tokenizer.json").read_bytes() == (
         official["tiny-lite"] / "llm" / "tokenizer.json"
     ).read_bytes()
+    assert_modes_follow_umask(tmp_path / "back")
 
 
 def test_unknown_target_and_bad_sizes_are_usage_errors(official, tmp_path, capsys):

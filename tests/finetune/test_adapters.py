@@ -17,6 +17,7 @@ from nvila.errors import CheckpointError
 from nvila.factory import random_pretrained
 from nvila.finetune import FinetuneSpec, FinetuneTrainer, apply_finetune, finetune_recipe, load_finetuned
 from nvila.finetune.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, INFO, NON_LORA
+from tests.conftest import assert_modes_follow_umask
 
 from .conftest import save_random, tiny_config
 
@@ -169,6 +170,7 @@ def test_full_method_without_lora_exports_the_whole_model(base_checkpoint, colou
                          "--vision", "frozen", "--steps", "2", "--batch-size", "4", "--max-length", "512",
                          "--lr", "1e-3", "--device", "cpu", "--out", str(out)) == 0  # fmt: skip
     assert not (out / "adapters").exists()
+    assert_modes_follow_umask(out)
     trained, _ = nvila.load(out / "model")
     base, _ = nvila.load(base_checkpoint)
 

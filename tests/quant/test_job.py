@@ -12,7 +12,7 @@ from nvila.generation import GenerationOptions
 from nvila.pipeline import NVILAPipeline
 from nvila.quant.modules import AWQLinear, W8A8Linear
 
-from ..conftest import noise_image
+from ..conftest import assert_modes_follow_umask, noise_image
 from .conftest import GROUP_SIZE
 
 
@@ -23,6 +23,7 @@ def tensor_dtypes(path) -> dict[str, torch.dtype]:
 
 def test_files_hold_autoawq_and_compressed_tensors_layouts(quantized):
     out, _ = quantized
+    assert_modes_follow_umask(out)
     llm_config = json.loads((out / "llm" / "config.json").read_text())
     assert llm_config["quantization_config"] == {
         "quant_method": "awq", "bits": 4, "group_size": GROUP_SIZE, "zero_point": True, "version": "gemm",

@@ -22,6 +22,7 @@ from PIL import Image
 from nvila.errors import ConfigError
 from nvila.synth import BACKGROUND, PALETTE, charts, documents, font, interval, shapes, videos
 from nvila.synth.writer import TASKS, add_synth_args, load_jsonl, majority_baseline, run_synth, write_dataset
+from tests.conftest import assert_modes_follow_umask
 
 SMALL = {"documents": 12, "charts": 12, "shapes": 16, "events": 6}
 MAKERS = {
@@ -322,6 +323,7 @@ def test_heldout_does_not_depend_on_train_count(tmp_path):
 
 def test_records_format_and_answers(dataset):
     root, manifest = dataset
+    assert_modes_follow_umask(root)
     train, heldout = load_jsonl(root / "train.jsonl"), load_jsonl(root / "heldout.jsonl")
     assert all(line.endswith("}") for line in (root / "train.jsonl").read_text().splitlines())
     for task, n in SMALL.items():

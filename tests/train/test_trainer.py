@@ -15,6 +15,7 @@ import torch
 
 import nvila
 from nvila.cli import main
+from tests.conftest import assert_modes_follow_umask
 
 
 def losses(run_dir: Path) -> dict[int, float]:
@@ -32,6 +33,7 @@ def test_training_lowers_the_loss_and_exports_a_loadable_model(make_recipe):
     model, processor = nvila.load(run / "model")
     assert model.config.tile_size == 56
     assert (run / "recipe.yaml").is_file() and any((run / "tb").iterdir())
+    assert_modes_follow_umask(run)  # weights, training state, logs: readable like any `cp`
     assert main(["train", "--recipe", path]) == 1  # the run exists: refused without --resume
 
 

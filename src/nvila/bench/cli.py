@@ -109,8 +109,9 @@ def run_bench(args: argparse.Namespace) -> int:
     """Measure the models on the cases, write the report and plots, print the ratios against Qwen2-VL."""
     import torch
 
+    from nvila.atomic import atomic_write_text
     from nvila.bench.peers import available_models
-    from nvila.bench.report import peak_table, summary_text, write_atomic, write_report
+    from nvila.bench.report import peak_table, summary_text, write_report
     from nvila.bench.runner import cases_for, check_mergeable, machine_info, merge_results, run_bench_cases
     from nvila.checkpoint import resolve_device, resolve_dtype
 
@@ -151,9 +152,9 @@ def run_bench(args: argparse.Namespace) -> int:
     print(summary_text(result))  # this run's cases only
     if base is not None:
         result = merge_results(base, result)
-        write_atomic(args.merge, lambda tmp: Path(tmp).write_text(result.to_json()))
+        atomic_write_text(args.merge, result.to_json())
     if args.json is not None:
-        write_atomic(args.json, lambda tmp: Path(tmp).write_text(result.to_json()))
+        atomic_write_text(args.json, result.to_json())
     written = write_report(result, args.out, result.settings["command"])
     peak = peak_table(result)  # only on a GPU of the peak table
     if peak:

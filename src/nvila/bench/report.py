@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from nvila.atomic import atomic_write, atomic_write_text
 from nvila.bench.runner import BenchResult, Measurement, decode_bytes, device_peak, median, prefill_flops
 from nvila.config import TextConfig
 
@@ -359,25 +359,9 @@ def plot(
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return path
-
-
-def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Call `write(temporary path)`, then move the file to `path` (readers never see a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---- the report ----------------------------------------------------------------------------------------
@@ -506,7 +490,7 @@ def write_report(result: BenchResult, out: Path, command: str = "") -> list[Path
         if written is not None:
             plots[name] = written
     markdown = render(result, plots, out, command)
-    write_atomic(out, lambda tmp: Path(tmp).write_text(markdown))
+    atomic_write_text(out, markdown)
     return [out, *plots.values()]
 
 

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import statistics
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from typing import Any
 from tqdm import tqdm
 
 from nvila.argtypes import check_frame_sampling
+from nvila.atomic import atomic_write_text
 from nvila.errors import ConfigError
 from nvila.eval.benchmarks import Benchmark, get_benchmark
 from nvila.eval.loaders import EvalSample
@@ -112,18 +112,6 @@ def load_pipeline_generator(settings: EvalSettings, max_new_tokens: int) -> Gene
 
 
 # ---- files --------------------------------------------------------------------------------------------------
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_predictions(path: Path) -> dict[str, dict]:
     """id -> scored record of a predictions.jsonl; a last line cut short by an interrupted run is dropped."""
     if not path.exists():
@@ -158,7 +146,7 @@ def _check_run(out: Path, run: dict) -> None:
                 f"{out} holds predictions made with another {', '.join(changed)} "
                 f"({', '.join(f'{k}={old[k]!r}' for k in changed)}); use another --out or delete it"
             )
-    write_atomic(path, json.dumps(run, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(run, indent=2) + "\n")
 
 
 def model_files(model: str | os.PathLike) -> str | None:
@@ -245,7 +233,7 @@ def run_benchmark(
         done.update(_answer(benchmark, todo, generate, out / PREDICTIONS, settings.batch_size, len(samples), progress))
     records = [done[s.id] for s in samples]
     summary = summarize(benchmark, samples, records, settings, max_new_tokens, dataset)
-    write_atomic(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     write_report(summary, out)
     return summary
 

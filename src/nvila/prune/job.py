@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nvila.atomic import atomic_write_text
 from nvila.checkpoint import load, resolve_device, resolve_dtype
 from nvila.data.records import Record, read_raw, read_records
 from nvila.errors import ConfigError
@@ -142,11 +142,7 @@ def _rebase(item: dict[str, Any], source: Path, target: Path) -> dict[str, Any]:
 
 def write_records(path: Path, items: list[dict[str, Any]]) -> None:
     """JSONL, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.writelines(json.dumps(item) + "\n" for item in items)
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(item) + "\n" for item in items))
 
 
 def write_histogram(path: Path, rows: dict[str, dict], group_of: dict[str, str], kept: set[str]) -> Path:

@@ -28,7 +28,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,6 +43,7 @@ import numpy as np
 import PIL
 from tqdm import tqdm
 
+from nvila.atomic import publish, temporary_folder
 from nvila.errors import ConfigError
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 from nvila.synth import Sample, Turn, charts, documents, shapes
@@ -336,13 +336,12 @@ def write_dataset(
         raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
     root = Path(root)
     _check_target(root, overwrite)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
+    tmp = temporary_folder(root.parent, root.name, suffix=".partial")
     try:
-        tmp.chmod(_default_dir_mode())  # mkdtemp makes it private
         _write_records(tmp, plan, progress, workers)
         manifest = _manifest(tmp, plan)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        publish(tmp)
         _move_into_place(tmp, root, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -370,12 +369,6 @@ def _move_into_place(tmp: Path, root: Path, overwrite: bool) -> None:
     root.rename(old)
     tmp.rename(root)
     shutil.rmtree(old)
-
-
-def _default_dir_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
 
 
 def content_hash(root: str | os.PathLike) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from nvila.atomic import publish, temporary_folder
 from nvila.errors import CheckpointError
 
 
@@ -42,8 +42,7 @@ def save_state(
 
     `optim_state` is keyed by parameter name (`torch.distributed.checkpoint.state_dict` format).
     """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".state.", dir=folder.parent))
+    tmp = temporary_folder(folder.parent, "state")
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
         save_file(_dedupe(weights), str(tmp / "model.safetensors"))
@@ -57,6 +56,7 @@ def save_state(
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         meta = {"progress": asdict(progress), "param_groups": optim_state["param_groups"], "scalars": scalars}
         (tmp / "trainer.json").write_text(json.dumps(meta, indent=2))
+        publish(tmp)
         old = folder.with_name(folder.name + ".old")
         if folder.exists():
             os.replace(folder, old)
