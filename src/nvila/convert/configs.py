@@ -45,6 +45,7 @@ HF_KEYS = (
     "mm_projector_type",
     "tie_word_embeddings",
     "torch_dtype",
+    "quantization_config",
 )
 #: Keys of the official top config rebuilt from the part configs on the way back.
 PART_CONFIG_KEYS = ("llm_cfg", "vision_tower_cfg", "mm_projector_cfg")
@@ -85,6 +86,9 @@ def hf_config(
         "tie_word_embeddings": llm.get("tie_word_embeddings", False),  # transformers 4.x defaults it to True
         "torch_dtype": llm.get("torch_dtype") or llm.get("dtype") or "bfloat16",
     }
+    quantization = top_quantization_config(llm, tower, projector)
+    if quantization is not None:
+        own["quantization_config"] = quantization
     rest = {k: v for k, v in top.items() if k not in PART_CONFIG_KEYS}
     rest["mm_projector_cfg"] = projector
     record = {
@@ -92,6 +96,32 @@ def hf_config(
         "replaced": {k: rest[k] for k in own if k in rest and rest[k] != own[k]},
     }
     return {**own, **{k: v for k, v in rest.items() if k not in own}}, record
+
+
+def top_quantization_config(
+    llm: dict[str, Any], tower: dict[str, Any], projector: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The top-level "quantization_config" SGLang reads (it ignores the one inside `text_config`), or None.
+
+    SGLang applies one method to the whole model: an AWQ LLM beside a float tower and projector is that method
+    with the tower and projector in `modules_to_not_convert` (SGLang matches those names as substrings of its
+    module prefixes `llm.`, `vision_tower.`, `mm_projector.`). A quantized tower or projector cannot be written
+    so that SGLang loads it (W8A8 is a second method, and its int8 tensors are names SGLang's NVILA does not know):
+    `CheckpointError`.
+    """
+    for part, config in (("vision tower", tower), ("projector", projector)):
+        if "quantization_config" in config:
+            method = config["quantization_config"].get("quant_method", "quantized")
+            raise CheckpointError(
+                f"the {part} is quantized ({method}), which SGLang's NVILA cannot load beside an LLM in its own format; "
+                "quantize with `nvila quantize --vision none` to convert for SGLang"
+            )
+    if "quantization_config" not in llm:
+        return None
+    quantization = dict(llm["quantization_config"])
+    in_float = [f"llm.{name}" for name in quantization.get("modules_to_not_convert") or []]
+    quantization["modules_to_not_convert"] = ["vision_tower", "mm_projector", *in_float]
+    return quantization
 
 
 def official_configs(
