@@ -113,8 +113,8 @@ def top_quantization_config(
         if "quantization_config" in config:
             method = config["quantization_config"].get("quant_method", "quantized")
             raise CheckpointError(
-                f"the {part} is quantized ({method}), which SGLang's NVILA cannot load beside an LLM in its own format; "
-                "quantize with `nvila quantize --vision none` to convert for SGLang"
+                f"the {part} is quantized ({method}), which SGLang's NVILA cannot load beside an LLM in its own "
+                "format; quantize with `nvila quantize --vision none` to convert for SGLang"
             )
     if "quantization_config" not in llm:
         return None
