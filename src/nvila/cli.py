@@ -208,8 +208,8 @@ COMMANDS: list[Command] = [
     (
         "train",
         "train or fine-tune with a YAML recipe (one NVILA stage per recipe)\n\nexamples:\n"
-        "  nvila train --recipe recipes/tiny/1_projector.yaml\n"
-        "  nvila train --recipe recipes/tiny/1_projector.yaml --resume max_steps=200\n"
+        "  nvila train --recipe recipes/tiny/1_projector_init.yaml\n"
+        "  nvila train --recipe recipes/tiny/1_projector_init.yaml --resume max_steps=200\n"
         "  torchrun --nproc-per-node 8 -m nvila.cli train --recipe recipes/nvila-8b/4_image_sft.yaml",
         add_train_args,
         run_train,
