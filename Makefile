@@ -53,7 +53,7 @@ lint: setup
 # the suite against them. Commit requirements/lock.txt only when the suite passes (README, "Dependencies").
 lock: setup
 	$(PIP) install -q "$(UV)"
-	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile pyproject.toml requirements/pins.in --extra dev \
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet pyproject.toml requirements/pins.in --extra dev \
 		--universal --python-version 3.11 --upgrade --exclude-newer "$$(date -u +%Y-%m-%dT%H:%M:%SZ)" -o $(LOCK)
 	$(MAKE) test
 

@@ -58,7 +58,7 @@ def test_upload_an_image_ask_and_watch_the_answer_stream_in(browser, pipeline, i
         page, requests, errors = open_page(browser, server.url)
         page.wait_for_function("document.getElementById('model').textContent === 'tiny'")
         page.set_input_files("#image", str(image))
-        assert page.is_visible("#preview")
+        page.wait_for_selector("#preview", state="visible", timeout=10_000)  # shown once the file is read
         page.fill("#question", question)
         page.click("summary")
         page.fill("#max-tokens", str(max_tokens))
