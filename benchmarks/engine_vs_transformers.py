@@ -90,7 +90,7 @@ def load(args: argparse.Namespace):
 
         return random_pretrained(args.preset, device=args.device, dtype=dtype)
     from nvila.assets import DEFAULT_MODEL
-    from nvila.checkpoint import load as load_checkpoint
+    from nvila.loader import load as load_checkpoint
 
     return load_checkpoint(args.model or DEFAULT_MODEL, device=args.device, dtype=dtype)
 

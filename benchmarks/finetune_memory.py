@@ -110,7 +110,7 @@ def prepare(args) -> None:
     data = folder / f"data-{args.tokens}.jsonl"
     if data.is_file():
         return
-    from nvila.checkpoint import load
+    from nvila.loader import load
 
     _, processor = load(folder / "model", dtype="bfloat16")
     side = processor.config.tile_size

@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 import torch
 
-from nvila import checkpoint
+from nvila import loader
 from nvila.synth import COLOURS
 from nvila.synth.charts import make_chart, render
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("model", help="checkpoint folder (official layout)")
     parser.add_argument("--charts", type=int, default=300, help="line charts to draw (default: 300)")
     args = parser.parse_args()
-    model, processor = checkpoint.load(args.model)
+    model, processor = loader.load(args.model)
     scenes = line_charts(args.charts)
     labels = torch.tensor([COLOURS.index(s["colour"]) for s in scenes])
     print(f"{args.model}: line colour from a linear probe, {args.charts} charts, chance {1 / len(COLOURS):.1%}")

@@ -1,6 +1,6 @@
 """The README's usage block, run as written and in order, in a fresh folder that holds only the repository's
-`src/` and `recipes/` (so the data, runs and results the commands make are their own). Only a command that needs
-a downloaded checkpoint or a GPU is skipped, with that reason."""
+`src/` and `recipes/` (so the data, runs and results the commands make are their own). Only a command that
+downloads a released checkpoint or needs a GPU is skipped, with that reason."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch
 from nvila.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+RELEASED_ORG = "Efficient-Large-Model/"  #: the hub organisation of the released NVILA checkpoints
 
 
 def readme_commands() -> list[list[str]]:
@@ -40,6 +41,11 @@ def workspace(tmp_path_factory) -> Path:
     for name in ("src", "recipes"):
         (root / name).symlink_to(ROOT / name)
     return root
+
+
+def downloads(argv: list[str]) -> bool:
+    """True when the command's --model is a released NVILA model's hub id."""
+    return "--model" in argv and argv[argv.index("--model") + 1].startswith(RELEASED_ORG)
 
 
 def free_port() -> int:
@@ -86,14 +92,14 @@ def serve_and_ask(argv: list[str], cwd: Path) -> None:
 def test_the_usage_block_is_what_this_test_expects():
     """Every line is an `nvila` command, and only the last needs something this machine lacks."""
     assert COMMANDS and all(argv[0] == "nvila" for argv in COMMANDS)
-    assert [i for i, argv in enumerate(COMMANDS) if any("path/to/" in a for a in argv)] == [len(COMMANDS) - 1]
+    assert [i for i, argv in enumerate(COMMANDS) if downloads(argv)] == [len(COMMANDS) - 1]
 
 
 @pytest.mark.parametrize("index", range(len(COMMANDS)), ids=[" ".join(argv[:2]) for argv in COMMANDS])
 def test_readme_command_runs(index, workspace, monkeypatch, capsys):
     argv = COMMANDS[index][1:]
-    if any("path/to/" in a for a in argv):
-        pytest.skip("needs a downloaded checkpoint (path/to/...)")
+    if downloads(argv):
+        pytest.skip("downloads a released checkpoint from the Hugging Face hub (no network in tests)")
     if "cuda" in argv and not torch.cuda.is_available():
         pytest.skip("needs an NVIDIA GPU")
     monkeypatch.chdir(workspace)

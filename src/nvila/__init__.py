@@ -20,7 +20,7 @@ for _name in IMPORT_NOISE:
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load": "nvila.checkpoint",
+    "load": "nvila.loader",
     "save": "nvila.checkpoint",
     "build_model": "nvila.checkpoint",
     "NVILAConfig": "nvila.config",

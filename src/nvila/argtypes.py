@@ -7,6 +7,9 @@ import re
 
 from nvila.errors import ConfigError
 
+#: What every `--model` flag takes (`nvila.load`).
+MODEL_HELP = "a checkpoint folder (official or single-folder HF layout) or a hub id org/name"
+
 
 def _whole_number(text: str, least: int) -> int:
     try:

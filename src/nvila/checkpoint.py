@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,35 @@ def _video_pool_size(encoder: dict[str, Any]) -> int:
     return int(sizes[0][0])
 
 
-def config_from_official(root: Path) -> NVILAConfig:
-    """Read an official checkpoint folder's configs into an `NVILAConfig`."""
-    top = read_json(root / "config.json")
-    llm = read_json(root / "llm" / "config.json")
-    tower = read_json(root / "vision_tower" / "config.json")
-    projector = read_json(root / "mm_projector" / "config.json")
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """What loading reads from a checkpoint folder, whatever its layout (official here, HF in `nvila.convert`)."""
+
+    root: Path  #: the folder, named in errors
+    configs: dict[str, dict[str, Any]]  #: the official configs: "top" and each of `PARTS`
+    preprocessor: dict[str, Any]  #: the SigLIP image-processor config ({} when the folder has none)
+    tokenizer_dir: Path  #: the folder the tokenizer loads from
+    tensors: Callable[[], Iterator[tuple[str, Path, str]]]  #: yields (module key, file, key in the file)
+
+
+def official_files(root: Path) -> CheckpointFiles:
+    """An official-layout folder: `config.json` and the three part folders (see the module docstring)."""
+    configs = {"top": read_json(root / "config.json")}
+    configs.update({part: read_json(root / part / "config.json") for part in PARTS})
     pre_path = root / "vision_tower" / "preprocessor_config.json"
     pre = read_json(pre_path) if pre_path.is_file() else {}
+    return CheckpointFiles(root, configs, pre, root / "llm", lambda: read_official_tensors(root))
+
+
+def config_from_official(root: Path) -> NVILAConfig:
+    """Read an official checkpoint folder's configs into an `NVILAConfig`."""
+    return config_from_files(official_files(root))
+
+
+def config_from_files(files: CheckpointFiles, name: str | None = None) -> NVILAConfig:
+    """The `NVILAConfig` of a checkpoint's configs; `name` defaults to the folder's name."""
+    root, pre = files.root, files.preprocessor
+    top, llm, tower, projector = (files.configs[k] for k in ("top", "llm", "vision_tower", "mm_projector"))
     try:
         text = TextConfig(
             vocab_size=llm["vocab_size"],
@@ -117,7 +139,7 @@ def config_from_official(root: Path) -> NVILAConfig:
             fps=top.get("fps") or 0.0,
             num_time_tokens=top.get("num_time_tokens") or 0,
             time_token_format=top.get("time_token_format") or "<t{t}>",
-            name=root.name,
+            name=name or root.name,
         )
     except KeyError as e:
         raise CheckpointError(f"{root}: a config lacks the required key {e}") from None
@@ -127,9 +149,9 @@ def config_from_official(root: Path) -> NVILAConfig:
         raise CheckpointError(f"{root}: a config value has the wrong type ({e})") from None
 
 
-def quantization_from_official(root: Path) -> dict[str, dict[str, Any]]:
-    """The "quantization_config" of `llm/` and `vision_tower/` (see docs/quantization.md), by part."""
-    configs = {part: read_json(root / part / "config.json").get("quantization_config") for part in PARTS}
+def quantization_of(files: CheckpointFiles) -> dict[str, dict[str, Any]]:
+    """The "quantization_config" of the `llm` and `vision_tower` configs (see docs/quantization.md), by part."""
+    configs = {part: files.configs[part].get("quantization_config") for part in PARTS}
     return {part: config for part, config in configs.items() if config is not None}
 
 
@@ -233,7 +255,9 @@ def safetensors_files(folder: Path) -> list[Path]:
     raise CheckpointError(f"no *.safetensors weights in {folder}")
 
 
-def _official_to_local(part: str, key: str) -> str:
+def official_to_local(part: str, key: str) -> str:
+    """The module key of tensor `key` in the official `part` folder (`<unexpected>...` for a tower name without
+    the official prefix, so that validation names it)."""
     if part == "vision_tower":
         if not key.startswith(OFFICIAL_TOWER_PREFIX):
             return f"<unexpected>{key}"
@@ -251,7 +275,7 @@ def read_official_tensors(root: Path) -> Iterator[tuple[str, Path, str]]:
             except Exception as e:  # safetensors raises its own error types for corrupt headers
                 raise CheckpointError(f"cannot read {file}: {e}") from None
             for key in keys:
-                yield _official_to_local(part, key), file, key
+                yield official_to_local(part, key), file, key
 
 
 def describe_names(names: list[str], limit: int = 8) -> str:
@@ -259,7 +283,7 @@ def describe_names(names: list[str], limit: int = 8) -> str:
     return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
 
 
-def load_state(model: NVILAForConditionalGeneration, root: Path, *, skip: Sequence[str] = ()) -> None:
+def load_state(model: NVILAForConditionalGeneration, files: CheckpointFiles, *, skip: Sequence[str] = ()) -> None:
     """Fill `model` from the checkpoint's tensors, after checking every name and shape.
 
     Parts named in `skip` (keys of `PARTS`) are neither required nor loaded: they keep `model`'s weights.
@@ -270,7 +294,7 @@ def load_state(model: NVILAForConditionalGeneration, root: Path, *, skip: Sequen
     skipped = tuple(PARTS[part] for part in skip)
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(skipped)}
     tied = model.config.text.tie_word_embeddings
-    locations = {key: (f, f_key) for key, f, f_key in read_official_tensors(root) if not key.startswith(skipped)}
+    locations = {key: (f, f_key) for key, f, f_key in files.tensors() if not key.startswith(skipped)}
     optional = {"llm.lm_head.weight"} if tied else set()
     missing = sorted(set(expected) - set(locations) - optional)
     unexpected = sorted(set(locations) - set(expected))
@@ -295,7 +319,7 @@ def load_state(model: NVILAForConditionalGeneration, root: Path, *, skip: Sequen
         if unexpected:
             problems.append(f"unexpected tensors: {describe_names(unexpected)}")
         if problems:
-            raise CheckpointError(f"checkpoint {root} does not match its config; " + "; ".join(problems))
+            raise CheckpointError(f"checkpoint {files.root} does not match its config; " + "; ".join(problems))
         with torch.no_grad():
             for key, (file, file_key) in locations.items():
                 expected[key].copy_(handles[file].get_tensor(file_key))
@@ -331,42 +355,35 @@ def is_hf_layout(root: Path) -> bool:
     return isinstance(top, dict) and "text_config" in top and "vision_config" in top
 
 
-def load(
-    path: str | Path,
+def load_files(
+    files: CheckpointFiles,
     *,
+    name: str | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str = torch.float32,
     overrides: dict[str, Any] | None = None,
     reinit: Sequence[str] = (),
 ) -> tuple[NVILAForConditionalGeneration, NVILAProcessor]:
-    """Load an official-layout checkpoint folder: returns (model in eval mode, processor).
+    """Build the model of a checkpoint's files and fill it: returns (model in eval mode, processor).
 
-    `overrides` changes config fields first (`NVILAConfig.with_overrides`: frames, pooling, projector type...);
-    parts named in `reinit` (keys of `PARTS`) keep random weights from the current torch seed instead of being
-    loaded, for a geometry change that reshapes them. Raises `CheckpointError` naming every missing file,
-    missing tensor or shape mismatch.
+    Use `nvila.load`, which finds the files of a folder in either layout or of a hub id. `overrides` changes
+    config fields first (`NVILAConfig.with_overrides`: frames, pooling, projector type...); parts named in `reinit`
+    (keys of `PARTS`) keep random weights from the current torch seed instead of being loaded, for a geometry
+    change that reshapes them. Raises `CheckpointError` naming every missing file, missing tensor or shape mismatch.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise CheckpointError(f"checkpoint folder not found: {root}")
-    if is_hf_layout(root):
-        raise CheckpointError(
-            f"{root} is in the single-folder Hugging Face (SGLang) layout; nvila reads the official layout: "
-            f"convert it with `nvila convert --to official {root} OUT` and load OUT"
-        )
     if isinstance(dtype, str):
         dtype = resolve_dtype(dtype)
     device = resolve_device(device)
-    cfg = config_from_official(root).with_overrides(overrides or {})
-    tokenizer = load_tokenizer(root / "llm")
+    cfg = config_from_files(files, name).with_overrides(overrides or {})
+    tokenizer = load_tokenizer(files.tokenizer_dir)
     vocab = tokenizer.get_vocab()
     cfg.image_token_id, cfg.video_token_id = vocab[IMAGE_TOKEN], vocab[VIDEO_TOKEN]
     model = build_model(cfg, device=device, dtype=dtype, init=bool(reinit))
     prepare_quantized(
-        model.llm, model.vision_tower.model, quantization_from_official(root),
-        tower_prefix=OFFICIAL_TOWER_PREFIX, where=str(root),
+        model.llm, model.vision_tower.model, quantization_of(files),
+        tower_prefix=OFFICIAL_TOWER_PREFIX, where=str(files.root),
     )  # fmt: skip
-    load_state(model, root, skip=reinit)
+    load_state(model, files, skip=reinit)
     return model, NVILAProcessor(tokenizer, cfg)
 
 

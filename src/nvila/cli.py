@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from nvila import IMPORT_NOISE
-from nvila.argtypes import add_video_options, image_size, positive_int
+from nvila.argtypes import MODEL_HELP, add_video_options, image_size, positive_int
 from nvila.errors import NVILAError
 
 log = logging.getLogger("nvila")
@@ -63,7 +63,7 @@ def run_tokens(args: argparse.Namespace) -> int:
 
 # ---- nvila generate -------------------------------------------------------------------------------------
 def add_generate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="checkpoint folder in the official NVILA layout (default: the shipped model)")
+    p.add_argument("--model", help=f"{MODEL_HELP} (default: the shipped model)")
     p.add_argument("--image", action="append", default=[], metavar="FILE", help="an image; repeat for several")
     p.add_argument("--video", action="append", default=[], metavar="FILE", help="a video; repeat for several")
     p.add_argument("--frames", type=positive_int, metavar="N", help="frames sampled per video (default: the model's)")

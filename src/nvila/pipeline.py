@@ -28,7 +28,7 @@ class NVILAPipeline:
     def from_pretrained(
         cls, path: str | Path, *, device: str = "cpu", dtype: torch.dtype | str = torch.float32
     ) -> NVILAPipeline:
-        from nvila.checkpoint import load
+        from nvila.loader import load
 
         return cls(*load(path, device=device, dtype=dtype))
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
 from nvila.errors import CheckpointError
+from nvila.json_io import read_json
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 
 #: Added tokens of the official NVILA tokenizers, in their id order at the end of the vocabulary.
@@ -81,13 +83,22 @@ def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
     if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
         raise CheckpointError(f"no tokenizer in {folder} (expected tokenizer.json or vocab.json + merges.txt)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer = _tokenizer_class(folder).from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot load the tokenizer in {folder}: {e}") from None
     missing = [t for t in (IMAGE_TOKEN, VIDEO_TOKEN) if t not in tokenizer.get_vocab()]
     if missing:
         raise CheckpointError(f"the tokenizer in {folder} lacks the media tokens {missing}")
     return tokenizer
+
+
+def _tokenizer_class(folder: Path) -> type:
+    """The class `tokenizer_config.json` names, else `AutoTokenizer`. Taken by name so that a single-folder HF
+    checkpoint's `config.json`, whose `auto_map` names remote code, is never consulted (AutoTokenizer would ask
+    whether to run that code)."""
+    config_path = folder / "tokenizer_config.json"
+    name = read_json(config_path, CheckpointError, want=dict).get("tokenizer_class") if config_path.is_file() else None
+    return (tokenizer_class_from_name(name) if isinstance(name, str) else None) or AutoTokenizer
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> None:

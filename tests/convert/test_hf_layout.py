@@ -12,7 +12,6 @@ from torch import nn
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 import nvila
-from nvila.errors import CheckpointError
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 from nvila.tokenizer import format_chat
 
@@ -87,6 +86,12 @@ def test_tokenizer_names_media_tokens_and_renders_media_parts(hf):
     assert rendered == format_chat(flat)
 
 
-def test_our_loader_refuses_an_hf_folder_and_names_the_conversion(hf):
-    with pytest.raises(CheckpointError, match=r"Hugging Face .*`nvila convert --to official .*tiny OUT`"):
-        nvila.load(hf["tiny"])
+def test_an_hf_folder_loads_directly_as_the_official_folder_does(hf, official):
+    """No convert step: the same configuration, tokenizer and weights, so the same logits."""
+    for name in ("tiny", "tiny-lite"):
+        from_hf, hf_processor = nvila.load(hf[name])
+        from_official, processor = nvila.load(official[name])
+        assert from_hf.config == from_official.config
+        assert hf_processor.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+        hf_state, state = from_hf.state_dict(), from_official.state_dict()
+        assert hf_state.keys() == state.keys() and all(torch.equal(hf_state[k], state[k]) for k in state)

@@ -50,6 +50,8 @@ def test_an_awq_llm_gets_the_top_level_config_sglang_reads_and_converts_back(awq
     assert "llm.model.layers.0.self_attn.q_proj.qweight" in names
     assert "vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight" in names
 
+    direct, _ = nvila.load(tmp_path / "hf")  # the HF folder loads as it is, AWQ layers included
+    assert any(isinstance(m, AWQLinear) for m in direct.llm.modules())
     code, _, _ = run(capsys, "--to", "official", tmp_path / "hf", tmp_path / "back")
     assert code == 0
     for part in ("", "llm/", "vision_tower/", "mm_projector/"):
@@ -59,8 +61,9 @@ def test_an_awq_llm_gets_the_top_level_config_sglang_reads_and_converts_back(awq
     model, _ = nvila.load(tmp_path / "back")
     original, _ = nvila.load(awq_only)
     assert any(isinstance(m, AWQLinear) for m in model.llm.modules())
-    for (name, a), (_, b) in zip(model.state_dict().items(), original.state_dict().items()):
-        assert torch.equal(a, b), name
+    for loaded in (model, direct):
+        for (name, a), (_, b) in zip(loaded.state_dict().items(), original.state_dict().items(), strict=True):
+            assert torch.equal(a, b), name
 
 
 def test_a_w8a8_tower_is_refused_in_one_line_naming_the_part(tmp_path, capsys):

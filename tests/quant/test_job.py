@@ -7,8 +7,9 @@ import json
 import torch
 from safetensors import safe_open
 
-from nvila.checkpoint import load, save
+from nvila.checkpoint import save
 from nvila.generation import GenerationOptions
+from nvila.loader import load
 from nvila.pipeline import NVILAPipeline
 from nvila.quant.modules import AWQLinear, W8A8Linear
 

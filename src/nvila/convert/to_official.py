@@ -13,36 +13,13 @@ import shutil
 from pathlib import Path
 
 from nvila.atomic import atomic_folder
-from nvila.checkpoint import PARTS, config_from_official, describe_names, read_json, safetensors_files
+from nvila.checkpoint import PARTS, config_from_official, read_json
 from nvila.convert.configs import official_configs
+from nvila.convert.hf_files import hf_tensors
 from nvila.convert.layout import PREPROCESSOR_CONFIG, Converted, check_paths, read_record
-from nvila.convert.names import official_name
-from nvila.convert.shards import DEFAULT_MAX_SHARD_BYTES, TensorRef, tensor_sizes, write_tensors
+from nvila.convert.shards import DEFAULT_MAX_SHARD_BYTES, write_tensors
 from nvila.convert.tokenizer_files import write_official_tokenizer
-from nvila.errors import CheckpointError
 from nvila.tokenizer import load_tokenizer
-
-
-def hf_tensors(root: Path) -> dict[str, list[TensorRef]]:
-    """The tensors of an HF folder by official part, under their official names."""
-    parts: dict[str, list[TensorRef]] = {part: [] for part in PARTS}
-    unknown = []
-    for file in safetensors_files(root):
-        for key, nbytes in tensor_sizes(file).items():
-            located = official_name(key)
-            if located is None:
-                unknown.append(key)
-            else:
-                parts[located[0]].append(TensorRef(located[1], file, key, nbytes))
-    if unknown:
-        raise CheckpointError(
-            f"{root} holds tensors of no NVILA part (expected names starting with llm., vision_tower.vision_model. "
-            f"or mm_projector.layers.): {describe_names(sorted(unknown))}"
-        )
-    empty = [part for part, refs in parts.items() if not refs]
-    if empty:
-        raise CheckpointError(f"{root} holds no tensors of {', '.join(empty)}")
-    return parts
 
 
 def to_official(

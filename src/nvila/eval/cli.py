@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from nvila.argtypes import add_video_options, positive_int
+from nvila.argtypes import MODEL_HELP, add_video_options, positive_int
 
 EVAL_HELP = (
     "score a model on a benchmark (local files), or compare two result folders\n\nexamples:\n"
@@ -24,7 +24,7 @@ EVAL_HELP = (
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     from nvila.eval.benchmarks import BENCHMARKS
 
-    p.add_argument("--model", help="checkpoint folder in the official NVILA layout (default: the shipped model)")
+    p.add_argument("--model", help=f"{MODEL_HELP} (default: the shipped model)")
     p.add_argument("--benchmark", metavar="NAME", help=f"one of: {', '.join(BENCHMARKS)}")
     p.add_argument("--data", metavar="DIR", help="the benchmark's local files (a folder, or its annotation file)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate the first N samples only")

@@ -27,11 +27,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from nvila.atomic import atomic_folder
-from nvila.checkpoint import load
 from nvila.config import NVILAConfig
 from nvila.errors import CheckpointError
 from nvila.finetune.methods import ADAPTER_NAME, base_fingerprint
 from nvila.json_io import read_json
+from nvila.loader import load
 from nvila.model import NVILAForConditionalGeneration
 from nvila.processing import NVILAProcessor
 

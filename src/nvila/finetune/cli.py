@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from nvila.argtypes import positive_float, positive_int
+from nvila.argtypes import MODEL_HELP, positive_float, positive_int
 
 HELP = (
     "fine-tune a checkpoint: LoRA / QLoRA / full LLM, tower frozen / LayerNorm / LoRA / full\n\nexamples:\n"
@@ -29,7 +29,7 @@ BASE_DTYPES = ("float32", "bfloat16")
 
 
 def add_finetune_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="base checkpoint folder (official NVILA layout)")
+    p.add_argument("--model", required=True, help=f"the base model: {MODEL_HELP}")
     p.add_argument("--data", required=True, help="training records (.jsonl / .json) or a mixture .yaml")
     p.add_argument("--method", choices=METHODS, default="lora", help="what trains in the LLM (default: lora)")
     p.add_argument(

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import yaml
 
-from nvila.checkpoint import load, save
+from nvila.checkpoint import save
 from nvila.errors import ConfigError
 from nvila.finetune.adapters import architecture, load_finetuned, save_adapters
 from nvila.finetune.methods import (
@@ -31,6 +31,7 @@ from nvila.finetune.methods import (
     quantize_llm_4bit,
     trainable_counts,
 )
+from nvila.loader import load
 from nvila.train.recipe import Recipe, recipe_from_dict
 from nvila.train.state import save_state
 from nvila.train.trainer import Trainer

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from nvila.argtypes import positive_int
+from nvila.argtypes import MODEL_HELP, positive_int
 
 HELP = (
     "prune a training set: keep the top fraction of every sub-dataset by DeltaLoss (or a baseline)\n\n"
@@ -36,8 +36,8 @@ GROUPINGS = ("source", "none")
 
 def add_prune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="records to prune (.jsonl / .json)")
-    p.add_argument("--large", help="the large model's checkpoint folder (DeltaLoss)")
-    p.add_argument("--small", help="the small model's checkpoint folder (DeltaLoss; the cluster baseline's tower)")
+    p.add_argument("--large", help=f"the large model (DeltaLoss): {MODEL_HELP}")
+    p.add_argument("--small", help=f"the small model (DeltaLoss; the cluster baseline's tower): {MODEL_HELP}")
     p.add_argument(
         "--keep",
         type=keep_fraction,

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 
 from nvila.atomic import atomic_write_text
-from nvila.checkpoint import load, resolve_device, resolve_dtype
+from nvila.checkpoint import resolve_device, resolve_dtype
 from nvila.data.records import Record, read_raw, read_records
 from nvila.errors import ConfigError
+from nvila.loader import load
 from nvila.prune.scoring import ScoreFile, check_same_tokenizer, mean_tower_features, score_deltaloss
 from nvila.prune.select import check_keep, cluster_per_group, groups, random_per_group, top_per_group
 

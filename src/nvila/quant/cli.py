@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from nvila.argtypes import positive_int
+from nvila.argtypes import MODEL_HELP, positive_int
 
 VISION_SCHEMES = ("w8a8", "none")
 LLM_SCHEMES = ("w4a16", "none")
@@ -27,7 +27,7 @@ def smooth_alpha(text: str) -> float | None:
 
 
 def add_quantize_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="float checkpoint folder in the official layout (default: the shipped model)")
+    p.add_argument("--model", help=f"the float model: {MODEL_HELP} (default: the shipped model)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the quantized checkpoint")
     p.add_argument("--vision", choices=VISION_SCHEMES, default="w8a8", help="vision tower scheme (default: w8a8)")
     p.add_argument("--llm", choices=LLM_SCHEMES, default="w4a16", help="LLM scheme (default: w4a16)")

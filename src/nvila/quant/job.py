@@ -20,8 +20,9 @@ import torch
 
 from nvila.assets import DEFAULT_MODEL
 from nvila.atomic import atomic_folder
-from nvila.checkpoint import PARTS, load, quantization_from_official, resolve_device, save
+from nvila.checkpoint import PARTS, load_files, quantization_of, resolve_device, save
 from nvila.errors import ConfigError
+from nvila.loader import checkpoint_files, load, model_name
 from nvila.quant.awq import awq_quantize, check_group_size
 from nvila.quant.calibration import from_records, from_synth, model_inputs
 from nvila.quant.drift import drift, next_token_logprobs
@@ -101,9 +102,10 @@ def quantize(settings: QuantizeSettings) -> dict[str, Any]:
     check_output(out, source, settings.overwrite)
     device = _device(settings.device)
     started = time.perf_counter()
-    model, processor = load(source, device=device, dtype=torch.float32)
-    if quantization_from_official(source):
+    files = checkpoint_files(source)
+    if quantization_of(files):
         raise ConfigError(f"{source} is already quantized; quantize its float checkpoint instead")
+    model, processor = load_files(files, name=model_name(source), device=device, dtype=torch.float32)
     if settings.llm == "w4a16":
         check_group_size(model.llm, settings.group_size)
     if settings.calib:

@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from nvila.argtypes import add_video_options, non_negative_int, positive_float, positive_int
+from nvila.argtypes import MODEL_HELP, add_video_options, non_negative_int, positive_float, positive_int
 
 log = logging.getLogger("nvila.serve")
 
@@ -34,7 +34,7 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     from nvila.serve.limits import MiB, ServeSettings
 
     d = ServeSettings()
-    p.add_argument("--model", help="checkpoint folder in the official NVILA layout (default: the shipped model)")
+    p.add_argument("--model", help=f"{MODEL_HELP} (default: the shipped model)")
     p.add_argument("--model-name", help="model id clients use in requests (default: the checkpoint folder's name)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")

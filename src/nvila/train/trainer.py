@@ -19,13 +19,14 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from nvila.checkpoint import load, save
+from nvila.checkpoint import save
 from nvila.config import from_name
 from nvila.data.collate import TrainBatch, collate_packed, collate_padded, pack_greedy
 from nvila.data.dataset import ConversationDataset
 from nvila.data.mixture import load_mixture
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
+from nvila.loader import load
 from nvila.model import IGNORE_INDEX
 from nvila.tokenizer import load_tokenizer
 from nvila.train.distributed import Dist, init_distributed, shard_model, shutdown
