@@ -23,14 +23,34 @@ def test_real_presets():
     assert (lite.image_aspect_ratio, lite.downsample, lite.mm_hidden_size) == ("dynamic", 3, 1152)
     small = from_name("nvila-lite-2b")
     assert (small.text.hidden_size, small.text.tie_word_embeddings) == (1536, True)
+    fifteen, lite_fifteen = from_name("nvila-15b"), from_name("nvila-lite-15b")
+    assert (
+        fifteen.image_aspect_ratio,
+        fifteen.downsample,
+        lite_fifteen.image_aspect_ratio,
+        lite_fifteen.downsample,
+    ) == (
+        "dynamic_s2",
+        2,
+        "dynamic",
+        3,
+    )
+    assert fifteen.vision == eight.vision and fifteen.text == lite_fifteen.text
     video = from_name("nvila-8b-video")
     assert (video.num_video_frames, video.video_pool_size, video.num_time_tokens) == (256, 8, 100)
 
 
-# published sizes: Qwen2.5-7B 7,615,616,512 and Qwen2.5-1.5B 1,543,714,304 parameters; SigLIP SO400M's
-# vision transformer without its pooling head ~0.413B
+# published sizes: Qwen2.5-14B 14,770,033,664, Qwen2.5-7B 7,615,616,512 and Qwen2.5-1.5B 1,543,714,304 parameters;
+# SigLIP SO400M's vision transformer without its pooling head ~0.413B
 @pytest.mark.parametrize(
-    "preset,llm", [("nvila-8b", 7_615_616_512), ("nvila-lite-8b", 7_615_616_512), ("nvila-lite-2b", 1_543_714_304)]
+    "preset,llm",
+    [
+        ("nvila-8b", 7_615_616_512),
+        ("nvila-lite-8b", 7_615_616_512),
+        ("nvila-lite-2b", 1_543_714_304),
+        ("nvila-15b", 14_770_033_664),
+        ("nvila-lite-15b", 14_770_033_664),
+    ],
 )
 def test_full_size_presets_build_without_downloads(preset, llm):
     model, _ = nvila.random_pretrained(preset, device="meta")

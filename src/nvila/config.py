@@ -237,6 +237,28 @@ def _nvila_lite_2b() -> NVILAConfig:
     )
 
 
+def _qwen25_14b() -> TextConfig:
+    """The Qwen2.5-14B sizes of NVILA-15B and NVILA-Lite-15B (their tower is the same SigLIP SO400M)."""
+    return TextConfig(
+        vocab_size=152064,
+        hidden_size=5120,
+        intermediate_size=13824,
+        num_hidden_layers=48,
+        num_attention_heads=40,
+        num_key_value_heads=8,
+    )
+
+
+def _nvila_15b() -> NVILAConfig:
+    return NVILAConfig(name="nvila-15b", text=_qwen25_14b())
+
+
+def _nvila_lite_15b() -> NVILAConfig:
+    return NVILAConfig(
+        name="nvila-lite-15b", text=_qwen25_14b(), projector_type="mlp_downsample_3x3_fix", image_aspect_ratio="dynamic"
+    )
+
+
 def _tiny_vision() -> VisionConfig:
     return VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2)
 
@@ -273,6 +295,8 @@ PRESETS: dict[str, Callable[[], NVILAConfig]] = {
     "nvila-8b-video": _nvila_8b_video,
     "nvila-lite-8b": _nvila_lite_8b,
     "nvila-lite-2b": _nvila_lite_2b,
+    "nvila-15b": _nvila_15b,
+    "nvila-lite-15b": _nvila_lite_15b,
     "tiny": _tiny,
     "tiny-lite": _tiny_lite,
 }
