@@ -9,7 +9,7 @@ LOCK := requirements/lock.txt
 TORCH := $(shell sed -n 's/^torch==\([^ ;]*\).*/\1/p' $(LOCK))
 UV := uv==0.13.9
 
-.PHONY: setup demo test lint lock clean
+.PHONY: setup demo test test-slow lint lock clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ demo: setup
 test: setup
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest -q
+
+# The tests marked slow (minutes: the GPU acceptance command's CPU dry run, lmms-eval's real CLI); CI runs them too.
+test-slow: setup
+	$(PY) -m pytest -q -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts

@@ -3,6 +3,7 @@
     python benchmarks/finetune_memory.py                   # the `mid` size (~0.42B parameters), CPU
     python benchmarks/finetune_memory.py --size small      # a quick check (~25M)
     python benchmarks/finetune_memory.py --device cuda     # on an NVIDIA GPU: CUDA peak too, QLoRA included
+    python benchmarks/finetune_memory.py --device cuda --size 2b --cases full,ln+lora/bf16,qlora   # nvila-lite-2b sizes
 
 A random-weight model of the chosen size is saved once in the official layout (bf16), with a records file of
 noise images and long answers (--tokens per sample). Every case runs in a fresh subprocess: the real
@@ -41,8 +42,15 @@ CASES = {  # name -> (method, vision, base dtype)
     "ln+lora/bf16": ("lora", "layernorm", "bfloat16"),
     "qlora": ("qlora", "layernorm", "bfloat16"),
 }
-#: LLM and tower sizes; "mid": a ViT-B-sized tower (224 px, 64 visual tokens) and a 24-layer 1024-wide decoder.
+#: LLM and tower sizes; "mid": a ViT-B-sized tower (224 px, 64 visual tokens) and a 24-layer 1024-wide decoder;
+#: "2b": nvila-lite-2b's SigLIP SO400M (448 px) and Qwen2.5-1.5B-sized decoder (a GPU's size: ~2B parameters).
 SIZES = {
+    "2b": {
+        "vision": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
+                   "image_size": 448, "patch_size": 14},
+        "text": {"vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                 "num_attention_heads": 12, "num_key_value_heads": 2},
+    },
     "mid": {
         "vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
                    "image_size": 224, "patch_size": 14},

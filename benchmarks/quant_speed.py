@@ -1,7 +1,7 @@
 """Speed of quantized layers and of a quantized model against float, measured in one run.
 
     python benchmarks/quant_speed.py --quantized small-q/                 # shipped model vs its quantized copy
-    python benchmarks/quant_speed.py --quantized ckpt-q/ --model ckpt/ --device cuda
+    python benchmarks/quant_speed.py --quantized ckpt-q/ --model ckpt/ --device cuda --json quant.json
 
 Part 1, layers: one linear at NVILA-8B shapes (LLM 3584 -> 3584 and 3584 -> 18944, tower 1152 -> 4304) for
 1 token (decoding) and 256 tokens (prefill): float32 `nn.Linear` vs `AWQLinear` (int4 weight dequantized on
@@ -14,9 +14,11 @@ Prints absolute times, ratios against float measured in the same run, and the ma
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=16, help="new tokens per generation")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-layers", action="store_true", help="only the model comparison")
+    parser.add_argument("--json", type=Path, help="also write the model comparison here")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"machine: {platform.machine()} {platform.processor() or ''}, torch {torch.__version__}, "
@@ -91,6 +94,10 @@ def main() -> None:
     print(f"model float:     first token {fp_first:8.1f} ms, then {fp_token:7.2f} ms/token")
     print(f"model quantized: first token {q_first:8.1f} ms, then {q_token:7.2f} ms/token "
           f"({q_first / fp_first:.2f}x, {q_token / fp_token:.2f}x float)")  # fmt: skip
+    if args.json:
+        times = {"float": (fp_first, fp_token), "quantized": (q_first, q_token)}
+        rows = {name: {"first_token_ms": first, "ms_per_token": token} for name, (first, token) in times.items()}
+        args.json.write_text(json.dumps({"device": str(device), "tokens": args.tokens, **rows}, indent=1))
 
 
 if __name__ == "__main__":
