@@ -80,7 +80,7 @@ def exact_match(model_dir: Path, records_file: Path, batch: int = 32) -> dict[st
     """source -> (answers reproduced by greedy decoding, answers)."""
     import nvila
     from nvila.data import ConversationDataset, collate_padded, read_records
-    from nvila.model import IGNORE_INDEX
+    from nvila.prompt import IGNORE_INDEX
 
     model, processor = nvila.load(model_dir)
     records = read_records(records_file)

@@ -25,8 +25,8 @@ from torch import nn
 
 from nvila.assets import DEFAULT_MODEL, SAMPLE_IMAGE
 from nvila.generation import GenerationOptions
+from nvila.ops.quantized import AWQLinear, W8A8Linear
 from nvila.pipeline import NVILAPipeline
-from nvila.quant.modules import AWQLinear, W8A8Linear
 
 SHAPES = {"llm o 3584->3584": (3584, 3584), "llm up 3584->18944": (3584, 18944), "tower fc1 1152->4304": (1152, 4304)}
 

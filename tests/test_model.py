@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nvila.generation import GenerationOptions
-from nvila.model import IGNORE_INDEX
+from nvila.prompt import IGNORE_INDEX
 from tests.conftest import noise_image
 
 

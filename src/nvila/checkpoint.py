@@ -10,7 +10,7 @@ Layout (what released NVILA checkpoints ship as, and what the official code read
 Owns: mapping between this layout and `NVILAConfig` / the module's state dict, strict name and shape
 validation with a message that names what is missing or mismatched, safetensors only (pickle is refused),
 and atomic saving (a temporary folder renamed into place). A part whose config holds a "quantization_config"
-gets its quantized linears (`nvila.quant.modules`) before its tensors are read, and keeps it when saved.
+gets its quantized linears (`nvila.ops.quantized`) before its tensors are read, and keeps it when saved.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from nvila.atomic import atomic_folder
 from nvila.config import NVILAConfig, TextConfig, VisionConfig
 from nvila.errors import CheckpointError, ConfigError
 from nvila.model import NVILAForConditionalGeneration, qwen2_config
+from nvila.ops.quantized import prepare_quantized, quantization_configs
 from nvila.processing import NVILAProcessor
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
-from nvila.quant.modules import prepare_quantized, quantization_configs
 from nvila.tokenizer import load_tokenizer, save_tokenizer
 from nvila.vision.tower import siglip_config
 

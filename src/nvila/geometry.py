@@ -9,6 +9,7 @@ scale; the Dynamic-S2 *block size* is the same grid as (rows, cols), the officia
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nvila.config import NVILAConfig
@@ -35,6 +36,37 @@ def check_image_size(width: int, height: int) -> None:
             f"image is {width}x{height}, an aspect ratio of {ratio:.0f}:1, above the limit of "
             f"{MAX_ASPECT_RATIO:.0f}:1; crop it first"
         )
+
+
+#: A Dynamic-S2 image's block size (rows, cols) of the largest scale; None for a single resized tile.
+BlockSize = tuple[int, int] | None
+
+
+def small_scale_sides(scales: Sequence[int]) -> list[int]:
+    """The Dynamic-S2 scale order: the tiles per side of each square scale below the largest, smallest first
+    ((448, 896, 1344) -> [1, 2]); their tiles come first in an image's tile stack, then the largest scale's grid."""
+    return [scale // scales[0] for scale in scales[:-1]]
+
+
+def tiles_per_item(cfg: NVILAConfig, block_sizes: Sequence[BlockSize], n_tiles: int) -> list[int]:
+    """How many of `n_tiles` tiles each image item holds: with Dynamic-S2 an item is one multi-scale image
+    ((rows, cols): the smaller scales' tiles + rows * cols) or one resized tile (None); otherwise every tile
+    is its own item."""
+    if not cfg.dynamic_s2:
+        return [1] * n_tiles
+    return [s2_item_tiles(cfg, block) for block in block_sizes]
+
+
+def s2_item_tiles(cfg: NVILAConfig, block: BlockSize) -> int:
+    """Tiles of one Dynamic-S2 item: the smaller scales' tiles + rows * cols, or 1 for a resized tile (None)."""
+    if block is None:
+        return 1
+    return sum(side * side for side in small_scale_sides(cfg.s2_scales)) + block[0] * block[1]
+
+
+def tokens_per_item(cfg: NVILAConfig, block: BlockSize) -> int:
+    """Visual embeddings one image item yields: rows * cols tiles' worth for a Dynamic-S2 image, else one tile's."""
+    return cfg.tokens_per_tile * (1 if block is None else block[0] * block[1])
 
 
 def closest_grid(width: int, height: int, min_tiles: int, max_tiles: int, tile_size: int) -> tuple[int, int]:
@@ -89,11 +121,10 @@ def image_tokens(width: int, height: int, cfg: NVILAConfig, *, single_image: boo
     if not single_image or cfg.image_aspect_ratio == "resize":
         return ImageTokens((1, 1), 1, per_tile, 1, None)
     if cfg.dynamic_s2:
-        base = cfg.s2_scales[0]
-        min_tiles = (cfg.s2_scales[-1] // base) ** 2
+        min_tiles = (cfg.s2_scales[-1] // cfg.s2_scales[0]) ** 2  # the largest scale as a square grid
         cols, rows = closest_grid(width, height, min_tiles, cfg.max_tiles, cfg.tile_size)
-        small_scale_tiles = sum((s // base) ** 2 for s in cfg.s2_scales[:-1])
-        return ImageTokens((cols, rows), small_scale_tiles + cols * rows, per_tile * cols * rows, 1, (rows, cols))
+        block = (rows, cols)
+        return ImageTokens((cols, rows), s2_item_tiles(cfg, block), tokens_per_item(cfg, block), 1, block)
     cols, rows = closest_grid(width, height, cfg.min_tiles, cfg.max_tiles, cfg.tile_size)
     tiles = cols * rows + (1 if cols * rows > 1 else 0)  # + thumbnail
     return ImageTokens((cols, rows), tiles, per_tile * tiles, tiles, None)

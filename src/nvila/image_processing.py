@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from nvila.config import NVILAConfig
-from nvila.geometry import ImageTokens, image_tokens
+from nvila.geometry import ImageTokens, image_tokens, small_scale_sides
 
 RESAMPLE = Image.Resampling.BICUBIC
 
@@ -41,8 +41,7 @@ def image_to_tiles(
     cols, rows = tokens.grid
     tiles: list[Image.Image] = []
     if cfg.dynamic_s2:
-        for scale in cfg.s2_scales[:-1]:
-            side = scale // cfg.s2_scales[0]
+        for side in small_scale_sides(cfg.s2_scales):
             tiles += _crop_grid(image, side, side, s)
         tiles += _crop_grid(image, cols, rows, s)
     else:

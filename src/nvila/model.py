@@ -20,12 +20,10 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from nvila.config import NVILAConfig, TextConfig
 from nvila.generation import GenerationOptions, select_next_token
+from nvila.geometry import BlockSize, tiles_per_item
 from nvila.projector import Projector
+from nvila.prompt import IGNORE_INDEX
 from nvila.vision import VisionTower, map_to_tiles, merge_scales, tiles_to_map
-
-IGNORE_INDEX = -100
-
-BlockSize = tuple[int, int] | None
 
 
 def qwen2_config(cfg: TextConfig) -> Qwen2Config:
@@ -44,22 +42,6 @@ def qwen2_config(cfg: TextConfig) -> Qwen2Config:
         use_sliding_window=False,
         hidden_act="silu",
     )
-
-
-def tiles_per_item(config: NVILAConfig, block_sizes: Sequence[BlockSize], n_tiles: int) -> list[int]:
-    """How many of `n_tiles` tiles each image item holds: with Dynamic-S2 an item is one multi-scale image
-    ((rows, cols): the smaller scales' tiles + rows * cols) or one resized tile (None); otherwise every tile
-    is its own item."""
-    if not config.dynamic_s2:
-        return [1] * n_tiles
-    base = config.s2_scales[0]
-    small = sum((s // base) ** 2 for s in config.s2_scales[:-1])
-    return [1 if b is None else small + b[0] * b[1] for b in block_sizes]
-
-
-def tokens_per_item(config: NVILAConfig, block: BlockSize) -> int:
-    """Visual embeddings one image item yields: rows * cols tiles' worth for a Dynamic-S2 image, else one tile's."""
-    return config.tokens_per_tile * (1 if block is None else block[0] * block[1])
 
 
 class NVILAForConditionalGeneration(nn.Module):

@@ -21,11 +21,10 @@ from transformers import PreTrainedTokenizerBase
 from nvila.argtypes import check_frame_sampling
 from nvila.config import NVILAConfig
 from nvila.errors import MediaError, PromptError
-from nvila.geometry import video_tokens
+from nvila.geometry import BlockSize, video_tokens
 from nvila.image_io import ImageInput, load_image
 from nvila.image_processing import image_to_tiles, normalize_tiles
-from nvila.model import IGNORE_INDEX, BlockSize
-from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN, place_media
+from nvila.prompt import IGNORE_INDEX, IMAGE_TOKEN, VIDEO_TOKEN, place_media
 from nvila.temporal import timestamp_prefix
 from nvila.tokenizer import render_chat
 
@@ -79,6 +78,16 @@ class EncodedSample:
     video_tiles: list[Image.Image] = field(default_factory=list)  #: one 448 resize per frame
     video_frame_counts: list[int] = field(default_factory=list)
     videos: list[VideoClip] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MediaSpan:
+    """What one media placeholder of the prompt expands to: `groups` runs of `tokens` media token ids, each run
+    followed by the media-end ids (one image tile's embeddings, or one pooled group of video frames)."""
+
+    kind: str  #: "image" or "video": which placeholder token it replaces
+    groups: int
+    tokens: int
 
 
 def video_frame_size(cfg: NVILAConfig) -> tuple[int, int]:
@@ -167,44 +176,44 @@ class NVILAProcessor:
         sample = EncodedSample([], [], [], [])
         single = len(pil_images) == 1
         next_image, next_video = iter(pil_images), iter(clips)
-        per_placeholder: list[int] = []
+        spans: list[MediaSpan] = []
         expanded = []
         for text in texts:
             pieces = MEDIA_PATTERN.split(text)
             out = pieces[0]
             for token, piece in zip(pieces[1::2], pieces[2::2]):
                 if token == IMAGE_TOKEN:
-                    out += self._add_image(next(next_image), single, sample, per_placeholder)
+                    out += self._add_image(next(next_image), single, sample, spans)
                 else:
-                    out += self._add_video(next(next_video), sample, per_placeholder, timestamps)
+                    out += self._add_video(next(next_video), sample, spans, timestamps)
                 out += piece
             expanded.append(out)
-        text, spans = render_chat(
+        text, answers = render_chat(
             [{"role": r, "content": t} for r, t in zip(roles, expanded)], add_generation_prompt=add_generation_prompt
         )
         encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         labels = [
-            token if any(lo <= a and b <= hi for lo, hi in spans) else IGNORE_INDEX
+            token if any(lo <= a and b <= hi for lo, hi in answers) else IGNORE_INDEX
             for token, (a, b) in zip(encoding.input_ids, encoding.offset_mapping)
         ]
-        sample.input_ids, sample.labels = self._expand(encoding.input_ids, labels, per_placeholder)
+        sample.input_ids, sample.labels = self._expand(encoding.input_ids, labels, spans)
         return sample
 
-    def _add_image(self, image: Image.Image, single: bool, sample: EncodedSample, counts: list[int]) -> str:
+    def _add_image(self, image: Image.Image, single: bool, sample: EncodedSample, spans: list[MediaSpan]) -> str:
         tiles, tokens = image_to_tiles(image, self.config, single_image=single)
         sample.tiles += tiles
         sample.block_sizes += [tokens.block_size] if self.config.dynamic_s2 else [None] * tokens.vit_tiles
-        counts += [tokens.embeds_per_placeholder] * tokens.placeholders
+        spans += [MediaSpan("image", 1, tokens.embeds_per_placeholder)] * tokens.placeholders
         # dynamic tiling: one placeholder + newline per tile, as the official prompt builder writes it
         return (IMAGE_TOKEN + "\n") * tokens.placeholders if tokens.placeholders > 1 else IMAGE_TOKEN
 
-    def _add_video(self, clip: VideoClip, sample: EncodedSample, counts: list[int], timestamps: bool) -> str:
+    def _add_video(self, clip: VideoClip, sample: EncodedSample, spans: list[MediaSpan], timestamps: bool) -> str:
         tokens = video_tokens(len(clip.frames), self.config)
         sample.video_tiles += [image_to_tiles(f, self.config, single_image=False)[0][0] for f in clip.frames]
         sample.video_frame_counts.append(len(clip.frames))
         sample.videos.append(clip)
         # one placeholder stands for every pooled frame group: t tokens + the media end after each group
-        counts.append(-tokens.pooled_frames)
+        spans.append(MediaSpan("video", tokens.pooled_frames, self.config.tokens_per_tile))
         if not timestamps:
             return VIDEO_TOKEN
         if clip.timestamps is None:
@@ -235,25 +244,20 @@ class NVILAProcessor:
             raise MediaError("a video needs at least one frame")
         return VideoClip(frames, None, None)
 
-    def _expand(self, ids: list[int], labels: list[int], per_placeholder: list[int]) -> tuple[list[int], list[int]]:
-        """Replace the k-th media token by its embedding positions + media-end ids (no labels).
-
-        per_placeholder[k] > 0: that many image tokens, then the media end; < 0: -n pooled video frame
-        groups, each `tokens_per_tile` video tokens followed by the media end.
-        """
+    def _expand(self, ids: list[int], labels: list[int], spans: list[MediaSpan]) -> tuple[list[int], list[int]]:
+        """Replace the k-th media token by what `spans[k]` says: its embedding positions + media-end ids (no labels)."""
         out_ids: list[int] = []
         out_labels: list[int] = []
-        counts = iter(per_placeholder)
-        media = {self.image_token_id, self.config.video_token_id}
+        pending = iter(spans)
+        kinds = {self.image_token_id: "image", self.config.video_token_id: "video"}
         for token, label in zip(ids, labels):
-            if token in media:
-                n = next(counts, None)
-                if n is None or (n < 0) != (token == self.config.video_token_id):
+            if token in kinds:
+                span = next(pending, None)
+                if span is None or span.kind != kinds[token]:
                     raise PromptError("the prompt text contains an extra media placeholder token")
-                group = [token] * (n if n > 0 else self.config.tokens_per_tile) + self.media_end_ids
-                span = group if n > 0 else group * -n
-                out_ids += span
-                out_labels += [IGNORE_INDEX] * len(span)
+                expansion = ([token] * span.tokens + self.media_end_ids) * span.groups
+                out_ids += expansion
+                out_labels += [IGNORE_INDEX] * len(expansion)
             else:
                 out_ids.append(token)
                 out_labels.append(label)

@@ -1,4 +1,5 @@
-"""Media placeholders in prompt text: their names and the check of a conversation against its media.
+"""Media placeholders in prompt text: their names, the check of a conversation against its media, and the label
+of prompt positions that carry no loss (`IGNORE_INDEX`).
 
 Pure string logic (no torch, no tokenizer), so commands can refuse a bad prompt before loading a model.
 """
@@ -8,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nvila.errors import PromptError
+
+#: The label of a position without a loss (media, prompt, padding): what torch's cross-entropy ignores.
+IGNORE_INDEX = -100
 
 IMAGE_TOKEN = "<image>"
 VIDEO_TOKEN = "<vila/video>"

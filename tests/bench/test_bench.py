@@ -74,7 +74,7 @@ def test_nvila_video_counts_equal_geometry_with_pooling(contenders, name, pool):
 def test_nvila_video_pooling_is_the_mean_of_consecutive_frames(contenders):
     bm = contenders["nvila"]
     inputs = bm.video_inputs(9)
-    frames = inputs.tensors["frames"]
+    frames = inputs.tensors["video_pixel_values"]
     with torch.inference_mode():
         pooled = bm.encode(inputs).view(2, bm.cfg.tokens_per_tile, -1)
         per_frame = bm.model.get_image_features(frames, [None] * 9).view(9, bm.cfg.tokens_per_tile, -1)

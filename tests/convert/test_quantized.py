@@ -13,8 +13,8 @@ from safetensors import safe_open
 import nvila
 from nvila.checkpoint import save
 from nvila.factory import random_pretrained
+from nvila.ops.quantized import AWQLinear
 from nvila.quant.job import QuantizeSettings, quantize
-from nvila.quant.modules import AWQLinear
 from tests.convert.test_cli import fails, run
 from tests.finetune.conftest import tiny_config
 

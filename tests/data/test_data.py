@@ -12,7 +12,7 @@ from nvila.data import ConversationDataset, collate_packed, collate_padded, pack
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
 from nvila.geometry import image_tokens
-from nvila.model import IGNORE_INDEX
+from nvila.prompt import IGNORE_INDEX
 from nvila.synth.videos import encode_mp4
 from tests.conftest import noise_image
 

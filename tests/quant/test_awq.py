@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from nvila.errors import ConfigError
+from nvila.ops.quantized import AWQLinear
 from nvila.quant.awq import ScaleGroup, check_group_size, decoder_inputs, qwen2_groups, search_scale
 from nvila.quant.folding import divide_outputs, multiply_inputs
-from nvila.quant.modules import AWQLinear
 from nvila.quant.smooth import smooth_groups, smoothing_scale, w8a8_quantize
 
 

@@ -10,8 +10,8 @@ from safetensors import safe_open
 from nvila.checkpoint import save
 from nvila.generation import GenerationOptions
 from nvila.loader import load
+from nvila.ops.quantized import AWQLinear, W8A8Linear
 from nvila.pipeline import NVILAPipeline
-from nvila.quant.modules import AWQLinear, W8A8Linear
 
 from ..conftest import assert_modes_follow_umask, noise_image
 from .conftest import GROUP_SIZE

@@ -47,9 +47,8 @@ from nvila.bench import MODEL_NAMES, SIZES
 from nvila.config import NVILAConfig, TextConfig, VisionConfig, from_name
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained, sample_tokenizer
-from nvila.geometry import video_tokens
 from nvila.model import qwen2_config
-from nvila.prompt import VIDEO_TOKEN
+from nvila.processing import ModelInputs
 from nvila.tokenizer import format_chat
 
 try:  # InternVL is in transformers >= 4.52; the bench runs without it
@@ -284,8 +283,10 @@ class BenchModel(ABC):
 
 # ---- NVILA ---------------------------------------------------------------------------------------------
 def nvila_config(name: str, size: str) -> NVILAConfig:
-    """`nvila-8b` (Dynamic-S2, 2x2) or `nvila-lite-8b` (tiling, 3x3) geometry with the bench's widths."""
+    """`nvila-8b` (Dynamic-S2, 2x2) or `nvila-lite-8b` (tiling, 3x3) geometry with the bench's widths; videos
+    pooled as the video model does (NVILA: nvila-8b-video's 8x; NVILA-Lite: its preset's, none)."""
     preset = from_name("nvila-8b" if name == "nvila" else "nvila-lite-8b")
+    video_preset = from_name("nvila-8b-video" if name == "nvila" else "nvila-lite-8b")
     tower = tower_size(name, size)
     vision = VisionConfig(
         hidden_size=tower.hidden,
@@ -295,11 +296,12 @@ def nvila_config(name: str, size: str) -> NVILAConfig:
     )
     data = preset.to_dict()
     data.update(vision=vision, text=text_config(size), name=f"{preset.name} ({size})")
+    data.update(video_pool_size=video_preset.video_pool_size)
     return NVILAConfig(**data)
 
 
 class NVILABench(BenchModel):
-    """NVILA or NVILA-Lite: images through `NVILAProcessor`; videos as per-frame tiles + temporal pooling."""
+    """NVILA or NVILA-Lite: images and videos through `NVILAProcessor` and the model's own feature paths."""
 
     def __init__(self, name: str, size: str, device: torch.device, dtype: torch.dtype, seed: int) -> None:
         cfg = nvila_config(name, size)
@@ -307,9 +309,7 @@ class NVILABench(BenchModel):
             cfg, seed=seed, device=device, dtype=dtype, tokenizer=bench_tokenizer()
         )
         self.name, self.cfg = name, cfg
-        # video: NVILA uses the video model's temporal pooling (nvila-8b-video), NVILA-Lite its preset's
-        video_preset = "nvila-8b-video" if name == "nvila" else "nvila-lite-8b"
-        self.pool = from_name(video_preset).video_pool_size
+        self.pool = cfg.video_pool_size
         if name == "nvila":
             self.label = "NVILA"
             self.geometry = (
@@ -328,56 +328,35 @@ class NVILABench(BenchModel):
         )
 
     def image_inputs(self, width: int, height: int) -> BenchInputs:
-        batch = self.processor(QUESTION, [sample_image(width, height)])
-        ids = batch.input_ids
-        p = self.cfg.vision.patches_per_side
-        return BenchInputs(
-            {"input_ids": ids, "pixel_values": batch.pixel_values, "image_block_sizes": batch.image_block_sizes},
-            visual_tokens=int((ids == self.cfg.image_token_id).sum()),
-            tower_patches=batch.pixel_values.shape[0] * p * p,
-            prompt_tokens=ids.shape[1],
-        )
+        return self._inputs(self.processor(QUESTION, [sample_image(width, height)]), video=False)
 
     def video_inputs(self, frames: int) -> BenchInputs:
-        budget = video_tokens(frames, self.cfg, self.pool)
-        tokenizer = self.processor.tokenizer
-        ids = tokenizer(_chat(VIDEO_TOKEN + QUESTION), add_special_tokens=False, return_tensors="pt").input_ids
-        # one span for the whole video: per pooled frame group, its tokens then the media-end text (newline)
-        group = [self.cfg.image_token_id] * self.cfg.tokens_per_tile + self.processor.media_end_ids
-        ids = _expand(ids, self.cfg.video_token_id, [group * budget.pooled_frames])
+        clip = [sample_image(*VIDEO_FRAME_SIZE, seed=k) for k in range(frames)]
+        return self._inputs(self.processor(QUESTION, videos=[clip]), video=True)
+
+    def _inputs(self, batch: ModelInputs, video: bool) -> BenchInputs:
+        ids = batch.input_ids
+        tiles = batch.video_pixel_values if video else batch.pixel_values
         p = self.cfg.vision.patches_per_side
         return BenchInputs(
-            {"input_ids": ids, "frames": random_frames(frames, self.cfg.tile_size)},
-            visual_tokens=int((ids == self.cfg.image_token_id).sum()),
-            tower_patches=frames * p * p,
+            {k: v for k, v in batch.to_model_kwargs().items() if k != "attention_mask"},
+            visual_tokens=int((ids == (self.cfg.video_token_id if video else self.cfg.image_token_id)).sum()),
+            tower_patches=tiles.shape[0] * p * p,
             prompt_tokens=ids.shape[1],
-            video=True,
+            video=video,
         )
 
     def encode(self, inputs: BenchInputs) -> torch.Tensor:
-        if not inputs.video:
-            return self.model.get_image_features(inputs.tensors["pixel_values"], inputs.tensors["image_block_sizes"])
-        frames = inputs.tensors["frames"]
-        n = frames.shape[0]
-        features = self.model.get_image_features(frames, [None] * n)  # [n*t, h]: the per-frame path
-        features = features.view(n, self.cfg.tokens_per_tile, -1)  # [n, t, h]
-        pooled = [group.mean(dim=0) for group in features.split(self.pool)]  # last group may be shorter
-        return torch.stack(pooled).flatten(0, 1)  # [ceil(n/p)*t, h]
+        t = inputs.tensors
+        if inputs.video:
+            return self.model.get_video_features(t["video_pixel_values"], t["video_frame_counts"])
+        return self.model.get_image_features(t["pixel_values"], t["image_block_sizes"])
 
     def prefill(self, inputs: BenchInputs, cache: DynamicCache) -> torch.Tensor:
-        ids = inputs.tensors["input_ids"]
-        if inputs.video:
-            embeds = self.model.llm.get_input_embeddings()(ids)  # [1, l, h]
-            mask = ids == self.cfg.image_token_id
-            features = self.encode(inputs)
-            if features.shape[0] != int(mask.sum()):
-                raise ValueError(
-                    f"the prompt has {int(mask.sum())} video token positions but the frames give "
-                    f"{features.shape[0]} visual embeddings"
-                )
-            embeds = embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
-        else:
-            embeds = self.model.embed(ids, inputs.tensors["pixel_values"], inputs.tensors["image_block_sizes"])
+        t = inputs.tensors
+        embeds = self.model.embed(
+            t["input_ids"], t["pixel_values"], t["image_block_sizes"], t["video_pixel_values"], t["video_frame_counts"]
+        )  # checks the prompt's media positions against the features
         out = self.model.llm(inputs_embeds=embeds, cache=cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1]
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from nvila.config import NVILAConfig
-from nvila.model import IGNORE_INDEX, BlockSize
+from nvila.geometry import BlockSize
 from nvila.processing import EncodedSample, media_tensors
+from nvila.prompt import IGNORE_INDEX
 
 
 @dataclass

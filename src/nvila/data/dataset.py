@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from nvila.data.records import Record
 from nvila.errors import MediaError, PromptError
-from nvila.model import IGNORE_INDEX
 from nvila.processing import EncodedSample, NVILAProcessor
+from nvila.prompt import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 OVERLONG_POLICIES = ("truncate", "skip")

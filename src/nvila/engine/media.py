@@ -16,7 +16,8 @@ import torch
 
 from nvila.config import NVILAConfig
 from nvila.engine.feature_cache import FeatureCache, media_key
-from nvila.model import BlockSize, NVILAForConditionalGeneration, tiles_per_item, tokens_per_item
+from nvila.geometry import BlockSize, tiles_per_item, tokens_per_item
+from nvila.model import NVILAForConditionalGeneration
 from nvila.processing import EncodedSample, media_tensors
 
 

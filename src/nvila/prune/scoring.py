@@ -35,8 +35,9 @@ from nvila.data.dataset import ConversationDataset
 from nvila.data.records import Record
 from nvila.errors import ConfigError
 from nvila.image_processing import normalize_tiles
-from nvila.model import IGNORE_INDEX, NVILAForConditionalGeneration
+from nvila.model import NVILAForConditionalGeneration
 from nvila.processing import EncodedSample, NVILAProcessor
+from nvila.prompt import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """Post-training quantization: W8A8 vision tower (SmoothQuant) and W4A16 LLM (AWQ), in standard formats.
 
-`int4` / `int8` (the arithmetic and AutoAWQ packing), `modules` (quantized linears, their config entries,
-swapping them in before a checkpoint loads), `folding` (exact scale moves), `smooth` (tower W8A8), `awq` (LLM
-W4A16), `calibration` (samples), `drift` (KL / perplexity), `job` (`nvila quantize` end to end), `cli`.
+The quantized linears themselves, their arithmetic and their checkpoint config entries are layers the loader
+uses too, so they live in `nvila.ops` (`quantized`, `int4`, `int8`). Here: `folding` (exact scale moves), `smooth`
+(tower W8A8), `awq` (LLM W4A16), `calibration` (samples), `drift` (KL / perplexity), `job` (`nvila quantize` end
+to end), `cli`.
 Names are imported lazily, so building the `nvila` parser does not import torch. See docs/quantization.md.
 """
 
@@ -13,8 +14,8 @@ from nvila.lazy import lazy_exports
 _EXPORTS = {
     "QuantizeSettings": "nvila.quant.job",
     "quantize": "nvila.quant.job",
-    "AWQLinear": "nvila.quant.modules",
-    "W8A8Linear": "nvila.quant.modules",
+    "AWQLinear": "nvila.ops.quantized",
+    "W8A8Linear": "nvila.ops.quantized",
     "add_quantize_args": "nvila.quant.cli",
     "run_quantize": "nvila.quant.cli",
 }

@@ -33,9 +33,9 @@ from tqdm import tqdm
 
 from nvila.errors import ConfigError
 from nvila.model import NVILAForConditionalGeneration
-from nvila.quant import int4
+from nvila.ops import int4
+from nvila.ops.quantized import AWQLinear, llm_skips, replace_linears
 from nvila.quant.folding import divide_outputs, multiply_inputs
-from nvila.quant.modules import AWQLinear, llm_skips, replace_linears
 
 N_GRID = 20  #: alpha in {0, 1/20, ..., 19/20} (AutoAWQ's grid)
 

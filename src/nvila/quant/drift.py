@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from nvila.model import IGNORE_INDEX, NVILAForConditionalGeneration
+from nvila.model import NVILAForConditionalGeneration
+from nvila.prompt import IGNORE_INDEX
 
 
 @dataclass

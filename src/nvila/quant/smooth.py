@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from nvila.ops.quantized import W8A8Linear, replace_linears
 from nvila.quant.folding import divide_outputs, multiply_inputs
-from nvila.quant.modules import W8A8Linear, replace_linears
 
 
 def smooth_groups(layer: nn.Module) -> list[tuple[nn.LayerNorm, list[nn.Linear]]]:

@@ -27,7 +27,7 @@ from nvila.data.mixture import load_mixture
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
 from nvila.loader import load
-from nvila.model import IGNORE_INDEX
+from nvila.prompt import IGNORE_INDEX
 from nvila.tokenizer import load_tokenizer
 from nvila.train.distributed import Dist, init_distributed, shard_model, shutdown
 from nvila.train.fp8 import check_fp8, convert_to_fp8

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nvila.geometry import small_scale_sides
+
 
 def tiles_to_map(tiles: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """[r*c, p*p, d] row-major tiles -> [d, r*p, c*p] one feature map."""
@@ -40,8 +42,7 @@ def merge_scales(features: torch.Tensor, scales: tuple[int, ...], block_size: tu
     """
     rows, cols = block_size
     maps, start = [], 0
-    for scale in scales[:-1]:
-        side = scale // scales[0]
+    for side in small_scale_sides(scales):
         maps.append(tiles_to_map(features[start : start + side * side], side, side))
         start += side * side
     maps.append(tiles_to_map(features[start : start + rows * cols], rows, cols))

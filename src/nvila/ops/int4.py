@@ -12,7 +12,7 @@ eight 4-bit values of eight consecutive output columns share one int32, value k 
 
     qweight int32 [in, out/8]    qzeros int32 [in/group, out/8]    scales float16 [in/group, out]
 
-Owns the arithmetic only; modules and checkpoint files live in `nvila.quant.modules`.
+Owns the arithmetic only; modules and checkpoint files live in `nvila.ops.quantized`.
 """
 
 from __future__ import annotations

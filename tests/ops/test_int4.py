@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nvila.quant import int4
+from nvila.ops import int4
 
 #: AutoAWQ `WQLinear_GEMM.from_linear`: bits 4*i of a word hold column ORDER_MAP[i] of its block of eight.
 ORDER_MAP = [0, 2, 4, 6, 1, 3, 5, 7]

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from nvila.errors import CheckpointError
-from nvila.quant import int4, int8
-from nvila.quant.modules import (
+from nvila.ops import int4, int8
+from nvila.ops.quantized import (
     AWQLinear,
     W8A8Linear,
     check_awq_config,

@@ -1,15 +1,15 @@
 """Quantized linear layers, their checkpoint formats, and swapping them into a model before loading.
 
 - `AWQLinear` (LLM, W4A16): int4 weights in the AutoAWQ GEMM layout (`qweight`, `qzeros`, `scales`; see
-  `nvila.quant.int4`), float activations. Forward: dequantize the weight, then a float matmul.
+  `nvila.ops.int4`), float activations. Forward: dequantize the weight, then a float matmul.
   Described by `llm/config.json` -> "quantization_config" as AutoAWQ / transformers write it.
 - `W8A8Linear` (vision tower): int8 weights per output channel (`weight` int8 [out, in], `weight_scale` float32
-  [out, 1]), activations quantized per token on every forward, integer products (`nvila.quant.int8`).
+  [out, 1]), activations quantized per token on every forward, integer products (`nvila.ops.int8`).
   Described by `vision_tower/config.json` -> "quantization_config" in the compressed-tensors "int-quantized"
   form (what vLLM / SGLang read for W8A8-int8 checkpoints).
 
 Quantized tensors are buffers in their storage dtypes, so the checkpoint writer stores them as they are (only
-parameters are cast to bf16). Owns no calibration (`awq`, `smooth`) and no file I/O (`nvila.checkpoint`).
+parameters are cast to bf16). Owns no calibration (`nvila.quant.awq`, `.smooth`) and no file I/O (`nvila.checkpoint`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nvila.errors import CheckpointError
-from nvila.quant import int4, int8
+from nvila.ops import int4, int8
 
 AWQ_VERSION = "gemm"
 #: `llm/config.json` "quantization_config" of W4A16 (AutoAWQ's keys; group_size filled in).
