@@ -92,7 +92,7 @@ def main() -> None:
 
 # ---- the model and data ---------------------------------------------------------------------------------------
 def model_config(size: str):
-    from nvila.config import NVILAConfig, from_name
+    from nvila.models.nvila.configuration_nvila import NVILAConfig, from_name
 
     data = from_name("tiny").to_dict()
     data["vision"].update(SIZES[size]["vision"])

@@ -41,10 +41,10 @@ from packing import ChosenBatchTrainer
 from PIL import Image
 from quant_speed import best_of
 
-from nvila.config import PRESETS, from_name
 from nvila.data.collate import TrainBatch, collate_padded
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import PRESETS, from_name
 from nvila.train.fp8 import check_fp8
 from nvila.train.recipe import recipe_from_dict
 

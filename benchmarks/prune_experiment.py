@@ -36,7 +36,7 @@ ARMS = ("full", "deltaloss50", "random50")
 
 
 def geometry(tower: tuple[int, int], text: tuple[int, int]):
-    from nvila.config import NVILAConfig, from_name
+    from nvila.models.nvila.configuration_nvila import NVILAConfig, from_name
 
     data = from_name("tiny").to_dict()
     data["vision"].update(image_size=64, patch_size=8, hidden_size=tower[0], intermediate_size=4 * tower[0],

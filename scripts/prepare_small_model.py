@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nvila.tokenizer import save_tokenizer, train_tokenizer
+from nvila.models.nvila.tokenization_nvila import save_tokenizer, train_tokenizer
 
 
 def split(data: Path, video_ratio: float, image_ratio: float) -> list[str]:

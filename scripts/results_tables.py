@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from nvila.assets import DEFAULT_MODEL  # noqa: E402
 from nvila.checkpoint import config_from_official  # noqa: E402
 from nvila.eval.runner import model_files  # noqa: E402
-from nvila.geometry import image_tokens, video_tokens  # noqa: E402
+from nvila.models.nvila.geometry import image_tokens, video_tokens  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NVILA = str(Path(sys.executable).parent / "nvila")

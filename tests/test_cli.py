@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from nvila.cli import main
-from nvila.config import from_name
-from nvila.geometry import image_tokens
+from nvila.models.nvila.configuration_nvila import from_name
+from nvila.models.nvila.geometry import image_tokens
 from tests.test_image_io import png_header_only
 
 

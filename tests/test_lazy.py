@@ -31,5 +31,5 @@ def test_importing_the_package_does_not_import_torch():
 
 def test_using_the_library_prints_no_import_time_warnings():
     """transformers imports torchao when it is installed; its kernel and pytree warnings stay off stderr."""
-    use = "import nvila.model"  # imports transformers' modeling_utils, which imports torchao
+    use = "import nvila.models.nvila.modeling_nvila"  # imports transformers' modeling_utils, which imports torchao
     assert subprocess.run([sys.executable, "-c", use], capture_output=True, text=True, check=True).stderr == ""

@@ -23,10 +23,10 @@ _EXPORTS = {
     "load": "nvila.loader",
     "save": "nvila.checkpoint",
     "build_model": "nvila.checkpoint",
-    "NVILAConfig": "nvila.config",
-    "TextConfig": "nvila.config",
-    "VisionConfig": "nvila.config",
-    "from_name": "nvila.config",
+    "NVILAConfig": "nvila.models.nvila.configuration_nvila",
+    "TextConfig": "nvila.models.nvila.configuration_nvila",
+    "VisionConfig": "nvila.models.nvila.configuration_nvila",
+    "from_name": "nvila.models.nvila.configuration_nvila",
     "NVILAError": "nvila.errors",
     "CheckpointError": "nvila.errors",
     "ConfigError": "nvila.errors",
@@ -34,9 +34,9 @@ _EXPORTS = {
     "PromptError": "nvila.errors",
     "random_pretrained": "nvila.factory",
     "GenerationOptions": "nvila.generation",
-    "NVILAForConditionalGeneration": "nvila.model",
+    "NVILAForConditionalGeneration": "nvila.models.nvila.modeling_nvila",
     "NVILAPipeline": "nvila.pipeline",
-    "NVILAProcessor": "nvila.processing",
+    "NVILAProcessor": "nvila.models.nvila.processing_nvila",
 }
 
 __all__ = sorted(_EXPORTS)

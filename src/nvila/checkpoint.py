@@ -30,14 +30,14 @@ from transformers.initialization import no_init_weights
 
 from nvila import json_io
 from nvila.atomic import atomic_folder
-from nvila.config import NVILAConfig, TextConfig, VisionConfig
 from nvila.errors import CheckpointError, ConfigError
-from nvila.model import NVILAForConditionalGeneration, qwen2_config
+from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig, VisionConfig
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration, qwen2_config
+from nvila.models.nvila.processing_nvila import NVILAProcessor
+from nvila.models.nvila.tokenization_nvila import load_tokenizer, save_tokenizer
+from nvila.models.nvila.vision_tower import siglip_config
 from nvila.ops.quantized import prepare_quantized, quantization_configs
-from nvila.processing import NVILAProcessor
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
-from nvila.tokenizer import load_tokenizer, save_tokenizer
-from nvila.vision.tower import siglip_config
 
 #: Sub-folder of each part and the prefix its tensors carry inside our module.
 PARTS = {"llm": "llm.", "vision_tower": "vision_tower.model.", "mm_projector": "mm_projector."}

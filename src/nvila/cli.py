@@ -23,7 +23,7 @@ log = logging.getLogger("nvila")
 
 # ---- nvila tokens ---------------------------------------------------------------------------------------
 def add_tokens_args(p: argparse.ArgumentParser) -> None:
-    from nvila.config import PRESETS
+    from nvila.models.nvila.configuration_nvila import PRESETS
 
     p.add_argument("--preset", required=True, help=f"model preset: {', '.join(PRESETS)}")
     p.add_argument("--image", type=image_size, metavar="WxH", help="image size in pixels, e.g. 1920x1080")
@@ -35,8 +35,8 @@ def run_tokens(args: argparse.Namespace) -> int:
     """Visual-token budget of an image and/or a video from the preset's geometry (no model is built)."""
     from dataclasses import asdict
 
-    from nvila.config import from_name
-    from nvila.geometry import image_tokens, video_tokens
+    from nvila.models.nvila.configuration_nvila import from_name
+    from nvila.models.nvila.geometry import image_tokens, video_tokens
 
     if args.image is None and args.video_frames is None:
         raise NVILAError("give --image WxH and/or --video-frames N")
@@ -122,7 +122,7 @@ def run_generate(args: argparse.Namespace) -> int:
 def _read_video(path: str, args: argparse.Namespace, cfg):
     """Sample a video's frames with --frames / --fps / --frame-sampling or the model's defaults, resized to the
     model's tile while decoding (what the processor would do next: identical pixels); notes go to the log."""
-    from nvila.processing import video_frame_size
+    from nvila.models.nvila.processing_nvila import video_frame_size
     from nvila.video_io import load_video
 
     num_frames, fps = args.frames or cfg.num_video_frames, args.fps if args.fps is not None else cfg.fps

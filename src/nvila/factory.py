@@ -10,11 +10,11 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from nvila.checkpoint import build_model
-from nvila.config import NVILAConfig, from_name
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import NVILAProcessor
+from nvila.models.nvila.configuration_nvila import NVILAConfig, from_name
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import NVILAProcessor
+from nvila.models.nvila.tokenization_nvila import train_tokenizer
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
-from nvila.tokenizer import train_tokenizer
 
 #: Text the built-in tokenizer is trained on: the words of the chat format and of typical questions.
 SAMPLE_TEXT = (

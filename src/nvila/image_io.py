@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from nvila.errors import MediaError
-from nvila.geometry import check_image_size
+from nvila.models.nvila.geometry import check_image_size
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 

@@ -17,8 +17,8 @@ import torch
 from nvila.checkpoint import CheckpointFiles, is_hf_layout, load_files, official_files
 from nvila.convert.hf_files import hf_files
 from nvila.hub import is_hub_id, resolve_model
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import NVILAProcessor
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import NVILAProcessor
 
 
 def checkpoint_files(

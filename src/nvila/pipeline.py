@@ -13,8 +13,8 @@ import torch
 
 from nvila.generation import GenerationOptions, TextStream
 from nvila.image_io import ImageInput
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import NVILAProcessor, VideoInput
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import NVILAProcessor, VideoInput
 
 
 class NVILAPipeline:

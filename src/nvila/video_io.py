@@ -50,7 +50,7 @@ from PIL import Image
 
 from nvila.argtypes import FRAME_SAMPLINGS
 from nvila.errors import MediaError
-from nvila.geometry import MAX_ASPECT_RATIO
+from nvila.models.nvila.geometry import MAX_ASPECT_RATIO
 
 logger = logging.getLogger(__name__)
 

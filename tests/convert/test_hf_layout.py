@@ -12,8 +12,8 @@ from torch import nn
 from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 import nvila
+from nvila.models.nvila.tokenization_nvila import format_chat
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
-from nvila.tokenizer import format_chat
 
 EXPECTED = {
     "tiny": ("nvila", "NVILAForConditionalGeneration", "processing_nvila.NVILAProcessor"),

@@ -11,7 +11,7 @@ import torch
 from nvila.data import ConversationDataset, collate_packed, collate_padded, pack_greedy, read_records
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
-from nvila.geometry import image_tokens
+from nvila.models.nvila.geometry import image_tokens
 from nvila.prompt import IGNORE_INDEX
 from nvila.synth.videos import encode_mp4
 from tests.conftest import noise_image

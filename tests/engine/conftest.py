@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from nvila.config import NVILAConfig, TextConfig, VisionConfig
 from nvila.engine.config import EngineConfig
 from nvila.engine.core import InferenceEngine
 from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig, VisionConfig
 from nvila.pipeline import NVILAPipeline
 
 

@@ -1,8 +1,8 @@
 import pytest
 
 from nvila.checkpoint import save
-from nvila.config import from_name
 from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import from_name
 
 
 @pytest.fixture(scope="session")

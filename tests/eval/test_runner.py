@@ -9,13 +9,13 @@ import json
 import pytest
 
 from nvila.checkpoint import save
-from nvila.config import from_name
 from nvila.errors import ConfigError
 from nvila.eval.cli import add_eval_args, run_eval
 from nvila.eval.runner import PREDICTIONS, EvalSettings, pipeline_generator, run_benchmark
 from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import from_name
+from nvila.models.nvila.processing_nvila import NVILAProcessor
 from nvila.pipeline import NVILAPipeline
-from nvila.processing import NVILAProcessor
 from nvila.temporal import timestamp_prefix
 from tests.test_video_io import RATE, frame_index, write_video
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from nvila.checkpoint import save
-from nvila.config import NVILAConfig, from_name
 from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import NVILAConfig, from_name
 
 COLOURS = ["red", "green", "blue", "yellow"]
 

@@ -11,7 +11,7 @@ import nvila
 from nvila.data.records import read_records
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained, sample_tokenizer
-from nvila.image_processing import normalize_tiles
+from nvila.models.nvila.image_processing_nvila import normalize_tiles
 from nvila.prune import PruneSettings, ScoreFile, prune, score_deltaloss
 from nvila.prune import scoring as scoring_module
 

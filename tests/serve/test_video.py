@@ -15,7 +15,7 @@ import pytest
 from nvila.argtypes import FRAME_SAMPLINGS
 from nvila.errors import ConfigError
 from nvila.generation import GenerationOptions
-from nvila.processing import video_frame_size
+from nvila.models.nvila.processing_nvila import video_frame_size
 from nvila.serve import schema
 from nvila.serve.app import flatten_messages
 from nvila.serve.limits import ServeSettings

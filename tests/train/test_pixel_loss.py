@@ -14,7 +14,7 @@ import nvila
 from nvila.cli import main
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
-from nvila.image_processing import image_to_tiles, normalize_tiles
+from nvila.models.nvila.image_processing_nvila import image_to_tiles, normalize_tiles
 from nvila.train.pixel_loss import GRID, PixelLossModel, pixel_targets, projector_pixel_tiles
 
 RED = (255, 0, 0)

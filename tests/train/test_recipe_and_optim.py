@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nvila.config import from_name
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import from_name
 from nvila.train.optim import build_optimizer, lr_factor, set_trainable
 from nvila.train.recipe import OptimSpec, TrainableSpec, load_recipe
 

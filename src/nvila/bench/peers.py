@@ -44,12 +44,12 @@ from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLTextConfi
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil, smart_resize
 
 from nvila.bench import MODEL_NAMES, SIZES
-from nvila.config import NVILAConfig, TextConfig, VisionConfig, from_name
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained, sample_tokenizer
-from nvila.model import qwen2_config
-from nvila.processing import ModelInputs
-from nvila.tokenizer import format_chat
+from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig, VisionConfig, from_name
+from nvila.models.nvila.modeling_nvila import qwen2_config
+from nvila.models.nvila.processing_nvila import ModelInputs
+from nvila.models.nvila.tokenization_nvila import format_chat
 
 try:  # InternVL is in transformers >= 4.52; the bench runs without it
     from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor

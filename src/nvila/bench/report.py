@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nvila.atomic import atomic_write, atomic_write_text
 from nvila.bench.runner import BenchResult, Measurement, decode_bytes, device_peak, median, prefill_flops
-from nvila.config import TextConfig
+from nvila.models.nvila.configuration_nvila import TextConfig
 
 #: The peers every NVILA number is compared with (when they were measured).
 REFERENCES = ("qwen2-vl", "llava-onevision")

@@ -37,8 +37,8 @@ import torch
 
 from nvila.bench import CASE_SETS
 from nvila.bench.peers import VIDEO_FRAME_SIZE, BenchInputs, BenchModel, build_model, text_config
-from nvila.config import TextConfig
 from nvila.errors import ConfigError
+from nvila.models.nvila.configuration_nvila import TextConfig
 
 log = logging.getLogger("nvila.bench")
 

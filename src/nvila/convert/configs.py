@@ -12,8 +12,8 @@ import dataclasses
 from typing import Any
 
 from nvila.checkpoint import official_config
-from nvila.config import NVILAConfig, from_name
 from nvila.errors import CheckpointError
+from nvila.models.nvila.configuration_nvila import NVILAConfig, from_name
 
 #: Projector type -> HF `model_type` (SGLang: models/nvila.py is the 2x2 Dynamic-S2 model, nvila_lite.py the 3x3).
 MODEL_TYPES = {"mlp_downsample": "nvila", "mlp_downsample_2x2_fix": "nvila", "mlp_downsample_3x3_fix": "nvila_lite"}

@@ -32,8 +32,8 @@ from nvila.convert.names import hf_name
 from nvila.convert.shards import DEFAULT_MAX_SHARD_BYTES, INDEX_NAME, TensorRef, tensor_sizes, write_tensors
 from nvila.convert.tokenizer_files import write_hf_tokenizer
 from nvila.errors import CheckpointError
+from nvila.models.nvila.tokenization_nvila import load_tokenizer
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
-from nvila.tokenizer import load_tokenizer
 
 
 def official_tensors(root: Path) -> list[TensorRef]:

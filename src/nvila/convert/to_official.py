@@ -19,7 +19,7 @@ from nvila.convert.hf_files import hf_tensors
 from nvila.convert.layout import PREPROCESSOR_CONFIG, Converted, check_paths, read_record
 from nvila.convert.shards import DEFAULT_MAX_SHARD_BYTES, write_tensors
 from nvila.convert.tokenizer_files import write_official_tokenizer
-from nvila.tokenizer import load_tokenizer
+from nvila.models.nvila.tokenization_nvila import load_tokenizer
 
 
 def to_official(

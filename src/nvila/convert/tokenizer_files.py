@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from nvila.errors import CheckpointError
+from nvila.models.nvila.tokenization_nvila import SYSTEM_PROMPT
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
-from nvila.tokenizer import SYSTEM_PROMPT
 
 MEDIA_CHAT_TEMPLATE = (
     "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n" + SYSTEM_PROMPT + "<|im_end|>\\n' }}"

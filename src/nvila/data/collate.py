@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from nvila.config import NVILAConfig
-from nvila.geometry import BlockSize
-from nvila.processing import EncodedSample, media_tensors
+from nvila.models.nvila.configuration_nvila import NVILAConfig
+from nvila.models.nvila.geometry import BlockSize
+from nvila.models.nvila.processing_nvila import EncodedSample, media_tensors
 from nvila.prompt import IGNORE_INDEX
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from nvila.data.records import Record
 from nvila.errors import MediaError, PromptError
-from nvila.processing import EncodedSample, NVILAProcessor
+from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
 from nvila.prompt import IGNORE_INDEX
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from nvila.engine.runner import ModelRunner, Prompt, Runner
 from nvila.errors import NVILAError, PromptError
 from nvila.generation import GenerationOptions, select_next_tokens
 from nvila.image_io import ImageInput
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import EncodedSample, NVILAProcessor, VideoInput
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor, VideoInput
 
 log = logging.getLogger("nvila.engine")
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nvila.config import NVILAConfig
 from nvila.engine.feature_cache import FeatureCache, media_key
-from nvila.geometry import BlockSize, tiles_per_item, tokens_per_item
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import EncodedSample, media_tensors
+from nvila.models.nvila.configuration_nvila import NVILAConfig
+from nvila.models.nvila.geometry import BlockSize, tiles_per_item, tokens_per_item
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import EncodedSample, media_tensors
 
 
 @dataclass

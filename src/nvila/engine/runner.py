@@ -27,7 +27,7 @@ from nvila.engine.feature_cache import FeatureCache
 from nvila.engine.kv_cache import DecodeWrite, PrefillWrite, SlotKVCache
 from nvila.engine.media import PromptMedia, encode_media
 from nvila.errors import ConfigError
-from nvila.model import NVILAForConditionalGeneration
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 
 log = logging.getLogger("nvila.engine")
 

@@ -27,13 +27,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from nvila.atomic import atomic_folder
-from nvila.config import NVILAConfig
 from nvila.errors import CheckpointError
 from nvila.finetune.methods import ADAPTER_NAME, base_fingerprint
 from nvila.json_io import read_json
 from nvila.loader import load
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import NVILAProcessor
+from nvila.models.nvila.configuration_nvila import NVILAConfig
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import NVILAProcessor
 
 log = logging.getLogger(__name__)
 

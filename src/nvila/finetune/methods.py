@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nvila.errors import ConfigError
-from nvila.model import NVILAForConditionalGeneration
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 
 METHODS = ("full", "lora", "qlora")  #: what happens to the LLM
 BASE_DTYPES = ("float32", "bfloat16")  #: how the frozen base weights are held

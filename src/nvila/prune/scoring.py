@@ -34,9 +34,9 @@ from nvila.data.collate import collate_padded
 from nvila.data.dataset import ConversationDataset
 from nvila.data.records import Record
 from nvila.errors import ConfigError
-from nvila.image_processing import normalize_tiles
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import EncodedSample, NVILAProcessor
+from nvila.models.nvila.image_processing_nvila import normalize_tiles
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
 from nvila.prompt import IGNORE_INDEX
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from nvila.errors import ConfigError
-from nvila.model import NVILAForConditionalGeneration
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 from nvila.ops import int4
 from nvila.ops.quantized import AWQLinear, llm_skips, replace_linears
 from nvila.quant.folding import divide_outputs, multiply_inputs

@@ -19,7 +19,7 @@ from nvila.data.collate import collate_padded
 from nvila.data.dataset import ConversationDataset
 from nvila.data.records import ROLES, read_records
 from nvila.errors import ConfigError
-from nvila.processing import EncodedSample, NVILAProcessor
+from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
 
 log = logging.getLogger(__name__)
 

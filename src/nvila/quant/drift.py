@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from nvila.model import NVILAForConditionalGeneration
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 from nvila.prompt import IGNORE_INDEX
 
 

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nvila import __version__
 from nvila.errors import NVILAError
 from nvila.generation import GenerationOptions
+from nvila.models.nvila.tokenization_nvila import SPECIAL_TOKENS
 from nvila.pipeline import NVILAPipeline
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 from nvila.serve import schema
@@ -37,7 +38,6 @@ from nvila.serve.limits import Admission, ServeSettings
 from nvila.serve.media import frames_per_video, load_request_image, load_request_video
 from nvila.serve.metrics import CONTENT_TYPE, ServerMetrics
 from nvila.serve.schema import ApiError
-from nvila.tokenizer import SPECIAL_TOKENS
 from nvila.video_io import VideoFrames
 
 log = logging.getLogger("nvila.serve")

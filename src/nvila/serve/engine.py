@@ -24,8 +24,8 @@ from nvila.engine.request import Request
 from nvila.engine.runner import ModelRunner, Runner
 from nvila.errors import NVILAError
 from nvila.generation import GenerationOptions
-from nvila.model import NVILAForConditionalGeneration
-from nvila.processing import NVILAProcessor, VideoInput
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import NVILAProcessor, VideoInput
 
 log = logging.getLogger("nvila.serve")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from nvila.argtypes import check_frame_sampling
 from nvila.engine.config import EngineConfig
 from nvila.errors import ConfigError
-from nvila.geometry import MAX_IMAGE_PIXELS
+from nvila.models.nvila.geometry import MAX_IMAGE_PIXELS
 
 MiB = 1024 * 1024
 

@@ -20,10 +20,10 @@ from urllib.parse import unquote, urlsplit
 import av
 from PIL import Image, UnidentifiedImageError
 
-from nvila.config import NVILAConfig
 from nvila.errors import MediaError
 from nvila.image_io import load_image
-from nvila.processing import video_frame_size
+from nvila.models.nvila.configuration_nvila import NVILAConfig
+from nvila.models.nvila.processing_nvila import video_frame_size
 from nvila.serve.limits import ServeSettings
 from nvila.serve.schema import ApiError
 from nvila.video_io import VideoFrames, load_video

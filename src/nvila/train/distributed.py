@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from nvila.model import NVILAForConditionalGeneration
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 
 
 @dataclass

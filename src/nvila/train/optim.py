@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from nvila.model import NVILAForConditionalGeneration
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 from nvila.train.recipe import OptimSpec, TrainableSpec
 
 PARTS = ("vision_tower", "mm_projector", "llm")

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nvila.geometry import tiles_per_item
-from nvila.model import NVILAForConditionalGeneration
+from nvila.models.nvila.geometry import tiles_per_item
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 
 #: Cells per token side of the predicted colour grid.
 GRID = 4

@@ -20,15 +20,15 @@ import yaml
 from tqdm import tqdm
 
 from nvila.checkpoint import save
-from nvila.config import from_name
 from nvila.data.collate import TrainBatch, collate_packed, collate_padded, pack_greedy
 from nvila.data.dataset import ConversationDataset
 from nvila.data.mixture import load_mixture
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
 from nvila.loader import load
+from nvila.models.nvila.configuration_nvila import from_name
+from nvila.models.nvila.tokenization_nvila import load_tokenizer
 from nvila.prompt import IGNORE_INDEX
-from nvila.tokenizer import load_tokenizer
 from nvila.train.distributed import Dist, init_distributed, shard_model, shutdown
 from nvila.train.fp8 import check_fp8, convert_to_fp8
 from nvila.train.optim import apply_lr, build_optimizer, set_trainable

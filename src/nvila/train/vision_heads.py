@@ -19,9 +19,9 @@ from torch import nn
 from nvila.data.records import Record
 from nvila.errors import ConfigError
 from nvila.image_io import load_image
-from nvila.image_processing import image_to_tiles, normalize_tiles
-from nvila.processing import NVILAProcessor
-from nvila.vision import VisionTower
+from nvila.models.nvila.image_processing_nvila import image_to_tiles, normalize_tiles
+from nvila.models.nvila.processing_nvila import NVILAProcessor
+from nvila.models.nvila.vision_tower import VisionTower
 
 log = logging.getLogger(__name__)
 

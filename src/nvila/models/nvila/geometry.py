@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nvila.config import NVILAConfig
 from nvila.errors import MediaError
+from nvila.models.nvila.configuration_nvila import NVILAConfig
 
 #: Images with more pixels than this are refused before decoding (decompression-bomb guard).
 MAX_IMAGE_PIXELS = 100_000_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import nvila
-from nvila.config import PRESETS, NVILAConfig, from_name
 from nvila.errors import ConfigError
+from nvila.models.nvila.configuration_nvila import PRESETS, NVILAConfig, from_name
 
 
 def test_real_presets():

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nvila.config import NVILAConfig
-from nvila.geometry import ImageTokens, image_tokens, small_scale_sides
+from nvila.models.nvila.configuration_nvila import NVILAConfig
+from nvila.models.nvila.geometry import ImageTokens, image_tokens, small_scale_sides
 
 RESAMPLE = Image.Resampling.BICUBIC
 

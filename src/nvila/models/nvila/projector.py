@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nvila.config import NVILAConfig
+from nvila.models.nvila.configuration_nvila import NVILAConfig
 
 
 def space_to_channel(x: torch.Tensor, k: int) -> torch.Tensor:

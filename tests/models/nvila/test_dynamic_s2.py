@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nvila.vision import map_to_tiles, merge_scales, tiles_to_map
+from nvila.models.nvila.dynamic_s2 import map_to_tiles, merge_scales, tiles_to_map
 
 
 def loop_tiles_to_map(tiles: torch.Tensor, rows: int, cols: int) -> torch.Tensor:

@@ -18,12 +18,13 @@ from torch import nn
 from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from nvila.config import NVILAConfig, TextConfig
 from nvila.generation import GenerationOptions, select_next_token
-from nvila.geometry import BlockSize, tiles_per_item
-from nvila.projector import Projector
+from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig
+from nvila.models.nvila.dynamic_s2 import map_to_tiles, merge_scales, tiles_to_map
+from nvila.models.nvila.geometry import BlockSize, tiles_per_item
+from nvila.models.nvila.projector import Projector
+from nvila.models.nvila.vision_tower import VisionTower
 from nvila.prompt import IGNORE_INDEX
-from nvila.vision import VisionTower, map_to_tiles, merge_scales, tiles_to_map
 
 
 def qwen2_config(cfg: TextConfig) -> Qwen2Config:

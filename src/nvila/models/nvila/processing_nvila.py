@@ -19,14 +19,14 @@ from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
 from nvila.argtypes import check_frame_sampling
-from nvila.config import NVILAConfig
 from nvila.errors import MediaError, PromptError
-from nvila.geometry import BlockSize, video_tokens
 from nvila.image_io import ImageInput, load_image
-from nvila.image_processing import image_to_tiles, normalize_tiles
+from nvila.models.nvila.configuration_nvila import NVILAConfig
+from nvila.models.nvila.geometry import BlockSize, video_tokens
+from nvila.models.nvila.image_processing_nvila import image_to_tiles, normalize_tiles
+from nvila.models.nvila.tokenization_nvila import render_chat
 from nvila.prompt import IGNORE_INDEX, IMAGE_TOKEN, VIDEO_TOKEN, place_media
 from nvila.temporal import timestamp_prefix
-from nvila.tokenizer import render_chat
 
 VideoInput = Any  #: a video path, a `video_io.VideoFrames`, or a sequence of frames (any `ImageInput`)
 MEDIA_PATTERN = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})")

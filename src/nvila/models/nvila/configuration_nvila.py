@@ -2,7 +2,7 @@
 
 Owns: the dataclasses describing the vision tower (SigLIP), the LLM (Qwen2), the projector and the
 media geometry, their YAML/dict round trip, and the preset table (`from_name`). Does not own the
-official checkpoint's `config.json` format (see `checkpoint.py`) nor token arithmetic (`geometry.py`).
+official checkpoint's `config.json` format (see `nvila.checkpoint`) nor token arithmetic (`geometry`).
 """
 
 from __future__ import annotations

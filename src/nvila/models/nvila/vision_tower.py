@@ -1,7 +1,7 @@
 """The SigLIP vision tower (transformers' `SiglipVisionModel`) and its feature selection.
 
 Owns: building the tower from `VisionConfig` and returning patch features of the selected hidden layer.
-Does not own: pixel preprocessing (`nvila.image_processing`) or multi-scale merging (`dynamic_s2`).
+Does not own: pixel preprocessing (`nvila.models.nvila.image_processing_nvila`) or multi-scale merging (`dynamic_s2`).
 Shapes: n tiles, s pixels per side, p = s / patch_size patches per side, c tower width.
 """
 
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
-from nvila.config import VisionConfig
+from nvila.models.nvila.configuration_nvila import VisionConfig
 
 
 def siglip_config(cfg: VisionConfig) -> SiglipVisionConfig:

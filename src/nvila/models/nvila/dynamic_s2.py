@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nvila.geometry import small_scale_sides
+from nvila.models.nvila.geometry import small_scale_sides
 
 
 def tiles_to_map(tiles: torch.Tensor, rows: int, cols: int) -> torch.Tensor:

@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from nvila.config import from_name
 from nvila.factory import random_pretrained
-from nvila.geometry import MAX_ASPECT_RATIO, image_tokens, video_tokens
-from nvila.processing import media_tensors
+from nvila.models.nvila.configuration_nvila import from_name
+from nvila.models.nvila.geometry import MAX_ASPECT_RATIO, image_tokens, video_tokens
+from nvila.models.nvila.processing_nvila import media_tensors
 
 SMALL_TILES = {"vision": {"image_size": 28, "patch_size": 14}, "s2_scales": [28, 56, 84]}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nvila.config import from_name
-from nvila.projector import Projector, space_to_channel
+from nvila.models.nvila.configuration_nvila import from_name
+from nvila.models.nvila.projector import Projector, space_to_channel
 
 
 def loop_space_to_channel(x: torch.Tensor, k: int) -> torch.Tensor:

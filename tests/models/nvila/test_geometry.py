@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from nvila.config import from_name
 from nvila.errors import MediaError
-from nvila.geometry import closest_grid, image_tokens, video_tokens
+from nvila.models.nvila.configuration_nvila import from_name
+from nvila.models.nvila.geometry import closest_grid, image_tokens, video_tokens
 
 
 def reference_grid(width: int, height: int, lo: int, hi: int, tile: int) -> tuple[int, int]:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from nvila.errors import ConfigError, MediaError, PromptError
-from nvila.geometry import image_tokens
-from nvila.processing import NVILAProcessor
+from nvila.models.nvila.geometry import image_tokens
+from nvila.models.nvila.processing_nvila import NVILAProcessor
 from nvila.temporal import timestamp_prefix
 from nvila.video_io import VideoFrames, load_video
 from tests.conftest import noise_image

@@ -1,0 +1,1 @@
+"""The model layer, laid out as `transformers/models/<name>/`: one package per model family (NVILA here)."""
