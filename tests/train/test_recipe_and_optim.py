@@ -57,3 +57,11 @@ def test_warmup_then_cosine():
     assert lr_factor(total - 1, total, 0.03) < 0.01
     factors = [lr_factor(s, total, 0.03) for s in range(3, total)]
     assert all(a >= b for a, b in zip(factors, factors[1:]))
+
+
+def test_every_objective_a_recipe_can_name_has_its_component():
+    from nvila.train.objectives import OBJECTIVES, Objective
+    from nvila.train.recipe import OBJECTIVE_NAMES
+
+    assert set(OBJECTIVES) == set(OBJECTIVE_NAMES)
+    assert all(issubclass(component, Objective) for component in OBJECTIVES.values())

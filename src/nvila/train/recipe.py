@@ -61,11 +61,16 @@ class OptimSpec:
     grad_clip: float = 1.0  #: max global grad norm (0 disables)
 
 
+#: The training objectives a recipe can name (`nvila.train.objectives.OBJECTIVES` holds one component each).
+OBJECTIVE_NAMES = ("lm", "vision_heads")
+
+
 @dataclass
 class Recipe:
     name: str = "run"
     output_dir: str = "runs/run"
-    #: "lm" (next-token loss on answers) or "vision_heads" (tower pre-training with answer classifiers)
+    #: "lm" (next-token loss on answers) or "vision_heads" (tower pre-training with answer classifiers);
+    #: the components are `nvila.train.objectives.OBJECTIVES`
     objective: str = "lm"
     model: ModelSpec = field(default_factory=ModelSpec)
     data: DataSpec = field(default_factory=DataSpec)
@@ -111,7 +116,7 @@ class Recipe:
             "optim.grad_clip": self.optim.grad_clip >= 0,
             "data.max_length": self.data.max_length >= 16,
             "data.overlong": self.data.overlong in ("truncate", "skip"),
-            "objective": self.objective in ("lm", "vision_heads"),
+            "objective": self.objective in OBJECTIVE_NAMES,
             "pixel_loss": self.pixel_loss >= 0 and (self.pixel_loss == 0 or self.objective == "lm"),
         }
         bad = [k for k, ok in checks.items() if not ok]

@@ -12,15 +12,14 @@ import contextlib
 import json
 import logging
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
 from nvila.checkpoint import save
-from nvila.data.collate import TrainBatch, collate_packed, collate_padded, pack_greedy
 from nvila.data.dataset import ConversationDataset
 from nvila.data.mixture import load_mixture
 from nvila.errors import ConfigError
@@ -28,14 +27,12 @@ from nvila.factory import random_pretrained
 from nvila.loader import load
 from nvila.models.nvila.configuration_nvila import from_name
 from nvila.models.nvila.tokenization_nvila import load_tokenizer
-from nvila.prompt import IGNORE_INDEX
 from nvila.train.distributed import Dist, init_distributed, shard_model, shutdown
 from nvila.train.fp8 import check_fp8, convert_to_fp8
+from nvila.train.objectives import OBJECTIVES, ObjectiveSetup
 from nvila.train.optim import apply_lr, build_optimizer, set_trainable
-from nvila.train.pixel_loss import PixelLossModel
 from nvila.train.recipe import Recipe
 from nvila.train.state import Progress, find_state, load_state, save_state
-from nvila.train.vision_heads import HeadTargets, TowerWithHeads, head_batch
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +70,6 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropies over labelled positions. logits [b, l, v], labels [b, l]."""
-    return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-
-
 class Trainer:
     def __init__(self, recipe: Recipe, *, resume: bool = False) -> None:
         self.recipe = recipe
@@ -107,21 +97,9 @@ class Trainer:
         self.fp8_layers = convert_to_fp8(self.model.llm, r.fp8) if r.fp8 else 0  # before sharding (torchao)
         mixture = load_mixture(r.data.train, r.data.media_root)
         self.dataset = ConversationDataset(mixture.records, self.processor, r.data.max_length, r.data.overlong)
-        order = lambda e: mixture.epoch_order(r.seed, e)  # noqa: E731
-        self.module = self.model  # what the optimiser updates and the state saves
-        if r.pixel_loss > 0:
-            if self.dist.enabled:
-                raise ConfigError("pixel_loss trains in one process (its head is not sharded); set pixel_loss: 0")
-            self.module = PixelLossModel(self.model)
-        if r.objective == "vision_heads":
-            self.heads = HeadTargets(mixture.records)
-            self.module = TowerWithHeads(
-                self.model.vision_tower, self.model.config.vision.hidden_size,
-                len(self.heads.templates), len(self.heads.answers),
-            )  # fmt: skip
-            order = lambda e: torch.randperm(  # noqa: E731
-                len(self.heads.items), generator=torch.Generator().manual_seed(r.seed * 1_000_003 + e)
-            ).tolist()
+        setup = ObjectiveSetup(r, self.model, self.processor, mixture, self.dataset, self.dist.enabled)
+        self.objective = OBJECTIVES[r.objective](setup)
+        self.module = self.objective.module  # what the optimiser updates and the state saves
         self.module.to(self.device).train()
         if self.dist.enabled:
             shard_model(self.model, self.device)
@@ -131,8 +109,9 @@ class Trainer:
         self.progress = Progress()
         if state_dir is not None:
             self._restore(state_dir)
-        source = self.dataset if r.objective == "lm" else self.heads.items
-        self.stream = SampleStream(source, order, self.progress.epoch, self.progress.offset)
+        self.stream = SampleStream(
+            self.objective.items, self.objective.order, self.progress.epoch, self.progress.offset
+        )
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "recipe.yaml").write_text(yaml.safe_dump(r.to_dict(), sort_keys=False))
@@ -175,59 +154,29 @@ class Trainer:
     # ---- one step -----------------------------------------------------------------------------------
     def _micro_batches(self) -> list:
         r, d = self.recipe, self.dist
-        batches = []
-        for _ in range(r.grad_accum):
-            mine = self.stream.take(r.micro_batch_size * d.world)[d.rank :: d.world]
-            if r.objective == "vision_heads":
-                batches.append(head_batch(mine, self.processor))
-            elif r.data.packing:
-                packs = pack_greedy([len(s.input_ids) for s in mine], r.data.max_length)
-                cfg, pad = self.processor.config, self.processor.pad_token_id
-                batches.append(collate_packed([[mine[i] for i in p] for p in packs], pad, cfg))
-            else:
-                batches.append(collate_padded(mine, self.processor.pad_token_id, self.processor.config))
-        return batches
-
-    def _loss_sum(self, batch) -> tuple[torch.Tensor, int, torch.Tensor | None]:
-        """(sum of per-token or per-item losses, input tokens, mean pixel loss or None) of one micro-batch."""
-        if self.recipe.objective == "vision_heads":
-            tiles, counts, templates, answers = batch
-            logits = self.module(tiles.to(self.device), counts, templates.to(self.device))
-            loss = F.cross_entropy(logits.float(), answers.to(self.device), reduction="sum")
-            return loss, int(tiles.shape[0]), None
-        kwargs = batch.model_kwargs(self.device)
-        labels = kwargs.pop("labels")
-        if isinstance(self.module, PixelLossModel):
-            logits, pixel = self.module(**kwargs)
-        else:
-            logits, pixel = self.model(**kwargs).logits, None
-        return token_loss_sum(logits, labels), int(batch.input_ids.numel()), pixel
-
-    @staticmethod
-    def _count(batch) -> int:
-        """Loss terms in a micro-batch: labelled tokens (LM) or items (vision heads)."""
-        return batch.n_label_tokens if isinstance(batch, TrainBatch) else int(batch[3].numel())
+        return [
+            self.objective.batch(self.stream.take(r.micro_batch_size * d.world)[d.rank :: d.world])
+            for _ in range(r.grad_accum)
+        ]
 
     def step(self) -> dict[str, float]:
         r = self.recipe
         factor = apply_lr(self.optimizer, self.progress.step, r.max_steps, r.optim.warmup_ratio)
         batches = self._micro_batches()
-        global_count = self.dist.all_sum(sum(self._count(b) for b in batches))
+        global_count = self.dist.all_sum(sum(self.objective.count(b) for b in batches))
         if global_count == 0:
             raise ConfigError("a training step has no labelled tokens (are the answers empty?)")
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if r.bf16 else contextlib.nullcontext()
-        loss_sum, tokens, pixel_losses = 0.0, 0, []
+        loss_sum, tokens, extra_metrics = 0.0, 0, defaultdict(list)
         for batch in batches:
             with autocast:
-                loss, n_tokens, pixel = self._loss_sum(batch)
-            total = loss
-            if pixel is not None:  # weighted like the batch's share of the step's labelled tokens
-                total = loss + r.pixel_loss * pixel * self._count(batch)
-                pixel_losses.append(float(pixel.detach()))
+                part = self.objective.loss(batch, self.device)
             # FSDP averages gradients over ranks: scale so the result is the global mean
-            (total * self.dist.world / global_count).backward()
-            loss_sum += float(loss.detach())
-            tokens += n_tokens
+            ((part.loss + part.extra) * self.dist.world / global_count).backward()
+            loss_sum += float(part.loss.detach())
+            tokens += part.tokens
+            for name, value in part.metrics.items():
+                extra_metrics[name].append(value)
         params = [p for p in self.module.parameters() if p.requires_grad]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, r.optim.grad_clip if r.optim.grad_clip > 0 else float("inf"))
         self.optimizer.step()
@@ -243,8 +192,7 @@ class Trainer:
             "grad_norm": float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm),
             "tokens": tokens,
         }
-        if pixel_losses:
-            metrics["pixel_loss"] = sum(pixel_losses) / len(pixel_losses)
+        metrics.update({name: sum(values) / len(values) for name, values in extra_metrics.items()})
         return metrics
 
     # ---- loop ---------------------------------------------------------------------------------------

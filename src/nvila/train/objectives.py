@@ -1,0 +1,154 @@
+"""What a training step optimises, chosen by the recipe (`objective`, `pixel_loss`): the component the trainer
+asks for its trained module, the items its sample stream draws, its micro-batches and their loss.
+
+- `LanguageModelling` (`objective: lm`): next-token cross-entropy on the answers, padded or packed batches. With
+  `pixel_loss > 0` the auxiliary pixel head (`pixel_loss.PixelLossModel`) adds its weighted loss as an extra term.
+- `VisionHeads` (`objective: vision_heads`): the tower alone, trained by supervised heads (`vision_heads`).
+
+Losses are sums over the micro-batch's loss terms (labelled tokens, or items); the trainer divides by the step's
+global count, so gradient accumulation and data parallelism give the mean over the whole step.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nvila.data.collate import TrainBatch, collate_packed, collate_padded, pack_greedy
+from nvila.data.dataset import ConversationDataset
+from nvila.data.mixture import Mixture
+from nvila.errors import ConfigError
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
+from nvila.models.nvila.processing_nvila import NVILAProcessor
+from nvila.prompt import IGNORE_INDEX
+from nvila.train.pixel_loss import PixelLossModel
+from nvila.train.recipe import Recipe
+from nvila.train.vision_heads import HeadTargets, TowerWithHeads, head_batch
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum of next-token cross-entropies over labelled positions. logits [b, l, v], labels [b, l]."""
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+
+
+@dataclass
+class ObjectiveSetup:
+    """What an objective is built from: the run's recipe, model, processor, data mixture and dataset."""
+
+    recipe: Recipe
+    model: NVILAForConditionalGeneration
+    processor: NVILAProcessor
+    mixture: Mixture
+    dataset: ConversationDataset
+    distributed: bool  #: more than one process
+
+
+@dataclass
+class MicroBatchLoss:
+    """One micro-batch's loss: the objective's sum (what `loss` reports), extra terms added before backward
+    (already weighted and summed), the input tokens seen, and metrics to average over the step's micro-batches."""
+
+    loss: torch.Tensor
+    tokens: int
+    extra: torch.Tensor | float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Objective(ABC):
+    """A training objective over a model: see the module docstring."""
+
+    #: what the optimiser updates beyond the model's own parameters and the training state saves: the model
+    #: itself, or a wrapper holding it and the objective's heads
+    module: nn.Module
+    items: Sequence[Any]  #: what the sample stream draws (the i-th item of an epoch is items[order(epoch)[i]])
+
+    @abstractmethod
+    def order(self, epoch: int) -> list[int]:
+        """The item order of `epoch` (deterministic from the recipe's seed)."""
+
+    @abstractmethod
+    def batch(self, samples: list) -> Any:
+        """One micro-batch from drawn items."""
+
+    @abstractmethod
+    def count(self, batch: Any) -> int:
+        """The micro-batch's loss terms (labelled tokens, or items)."""
+
+    @abstractmethod
+    def loss(self, batch: Any, device: torch.device) -> MicroBatchLoss:
+        """The micro-batch's summed loss (under the trainer's autocast)."""
+
+
+class LanguageModelling(Objective):
+    """Next-token loss on the answers of `dataset`; the auxiliary pixel loss as an extra when the recipe asks."""
+
+    def __init__(self, setup: ObjectiveSetup) -> None:
+        self.recipe, self.model, self.processor = setup.recipe, setup.model, setup.processor
+        self.items, self.mixture = setup.dataset, setup.mixture
+        self.pixel_weight = setup.recipe.pixel_loss
+        if self.pixel_weight > 0 and setup.distributed:
+            raise ConfigError("pixel_loss trains in one process (its head is not sharded); set pixel_loss: 0")
+        self.module = PixelLossModel(self.model) if self.pixel_weight > 0 else self.model
+
+    def order(self, epoch: int) -> list[int]:
+        return self.mixture.epoch_order(self.recipe.seed, epoch)
+
+    def batch(self, samples: list) -> TrainBatch:
+        pad, cfg = self.processor.pad_token_id, self.processor.config
+        if not self.recipe.data.packing:
+            return collate_padded(samples, pad, cfg)
+        packs = pack_greedy([len(s.input_ids) for s in samples], self.recipe.data.max_length)
+        return collate_packed([[samples[i] for i in pack] for pack in packs], pad, cfg)
+
+    def count(self, batch: TrainBatch) -> int:
+        return batch.n_label_tokens
+
+    def loss(self, batch: TrainBatch, device: torch.device) -> MicroBatchLoss:
+        kwargs = batch.model_kwargs(device)
+        labels = kwargs.pop("labels")
+        tokens = int(batch.input_ids.numel())
+        if self.module is self.model:
+            return MicroBatchLoss(token_loss_sum(self.model(**kwargs).logits, labels), tokens)
+        logits, pixel = self.module(**kwargs)
+        # weighted like the micro-batch's share of the step's labelled tokens
+        extra = self.pixel_weight * pixel * self.count(batch)
+        return MicroBatchLoss(token_loss_sum(logits, labels), tokens, extra, {"pixel_loss": float(pixel.detach())})
+
+
+class VisionHeads(Objective):
+    """The tower with supervised heads on the records' answers (shape/colour presence, counts, words)."""
+
+    def __init__(self, setup: ObjectiveSetup) -> None:
+        self.processor, self.seed = setup.processor, setup.recipe.seed
+        self.heads = HeadTargets(setup.mixture.records)
+        self.items = self.heads.items
+        tower, width = setup.model.vision_tower, setup.model.config.vision.hidden_size
+        self.module = TowerWithHeads(tower, width, len(self.heads.templates), len(self.heads.answers))
+
+    def order(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.items), generator=generator).tolist()
+
+    def batch(self, samples: list) -> tuple[torch.Tensor, ...]:
+        return head_batch(samples, self.processor)
+
+    def count(self, batch: tuple[torch.Tensor, ...]) -> int:
+        return int(batch[3].numel())
+
+    def loss(self, batch: tuple[torch.Tensor, ...], device: torch.device) -> MicroBatchLoss:
+        tiles, counts, templates, answers = batch
+        logits = self.module(tiles.to(device), counts, templates.to(device))
+        loss = F.cross_entropy(logits.float(), answers.to(device), reduction="sum")
+        return MicroBatchLoss(loss, int(tiles.shape[0]))
+
+
+#: The recipe's `objective` -> its component.
+OBJECTIVES: dict[str, type[Objective]] = {"lm": LanguageModelling, "vision_heads": VisionHeads}
