@@ -100,6 +100,7 @@ def nvila_command(hf_home: Path, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # two fresh interpreters (~12 s); `make test-slow` and CI run it
 def test_the_command_line_takes_a_hub_id_offline(hf_home, tmp_path):
     noise_image(64, 64).save(tmp_path / "a.png")
     args = ["--image", str(tmp_path / "a.png"), "--prompt", "Q?", "--max-new-tokens", "2"]

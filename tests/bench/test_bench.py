@@ -407,6 +407,7 @@ def test_model_list_and_library_errors():
     assert [c.frames for c in cases] == [8, 32, 64] and "256" in notes[0]
 
 
+@pytest.mark.slow  # a fresh interpreter running the bench (~10 s); `make test-slow` and CI run it
 def test_cli_end_to_end_tiny(tmp_path, capsys):
     """The real command in a fresh process: its report, and nothing on stderr but its progress bar (no import-time
     warnings of torchao or torch's pytree)."""

@@ -64,6 +64,7 @@ def test_padding_matches_the_projector_for_groups_that_do_not_divide_the_map():
     assert torch.allclose(last[:, :2, :2], torch.ones(3, 2, 2))
 
 
+@pytest.mark.slow  # two training runs (~11 s); `make test-slow` and CI run it
 def test_loss_is_reported_for_images_only_and_trains_the_head():
     torch.manual_seed(0)
     model, processor = random_pretrained("tiny")

@@ -71,6 +71,7 @@ def test_sigkill_mid_run_then_resume_matches(make_recipe):
         assert a[step] == pytest.approx(b[step], rel=1e-5), step
 
 
+@pytest.mark.slow  # two processes under torchrun-style FSDP2 (~10 s); `make test-slow` and CI run it
 def test_two_processes_match_one(make_recipe, tmp_path):
     one = make_recipe("one", max_steps=3, micro_batch_size=4)
     two = make_recipe("two", max_steps=3, micro_batch_size=2)
