@@ -29,6 +29,7 @@ def test_importing_the_package_does_not_import_torch():
     assert out.strip() == "False"
 
 
+@pytest.mark.slow  # a fresh interpreter importing transformers (~5 s); `make test-slow` and CI run it
 def test_using_the_library_prints_no_import_time_warnings():
     """transformers imports torchao when it is installed; its kernel and pytree warnings stay off stderr."""
     use = "import nvila.models.nvila.modeling_nvila"  # imports transformers' modeling_utils, which imports torchao

@@ -95,7 +95,16 @@ def test_the_usage_block_is_what_this_test_expects():
     assert [i for i, argv in enumerate(COMMANDS) if downloads(argv)] == [len(COMMANDS) - 1]
 
 
-@pytest.mark.parametrize("index", range(len(COMMANDS)), ids=[" ".join(argv[:2]) for argv in COMMANDS])
+def command_params() -> list:
+    """One test per line; the server (a fresh interpreter, ~6 s) runs with the slow tests (`make test-slow`, CI)."""
+    slow = [pytest.mark.slow]
+    return [
+        pytest.param(i, marks=slow if argv[1] == "serve" else (), id=" ".join(argv[:2]))
+        for i, argv in enumerate(COMMANDS)
+    ]
+
+
+@pytest.mark.parametrize("index", command_params())
 def test_readme_command_runs(index, workspace, monkeypatch, capsys):
     argv = COMMANDS[index][1:]
     if downloads(argv):

@@ -50,6 +50,7 @@ def test_resume_continues_with_the_same_losses(make_recipe):
         assert a[step] == pytest.approx(b[step], rel=1e-6)
 
 
+@pytest.mark.slow  # a killed and a resumed training process (~6 s); `make test-slow` and CI run it
 def test_sigkill_mid_run_then_resume_matches(make_recipe):
     full = make_recipe("uninterrupted", max_steps=8, data__packing=False)
     assert main(["train", "--recipe", full]) == 0
