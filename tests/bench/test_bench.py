@@ -138,8 +138,11 @@ def test_every_model_shares_one_text_config(contenders):
     assert all(bm.text == text for bm in contenders.values())
 
 
-def test_full_size_models_have_real_sizes():
-    """Full-size contenders built on the meta device (no memory): an 8B-class LLM and the real towers."""
+@pytest.mark.parametrize(
+    ("size", "llm"), [("full", (7.5e9, 7.7e9)), ("2b", (1.77e9, 1.78e9))]
+)  # Qwen2.5-7B; Qwen2.5-1.5B with an untied LM head
+def test_real_width_models_have_real_sizes(size, llm):
+    """Real-width contenders built on the meta device (no memory): the real towers and one shared LLM."""
     ranges = {
         "nvila": (0.40e9, 0.50e9),  # SigLIP SO400M + 2x2 projector from 3 x 1152 channels
         "nvila-lite": (0.45e9, 0.60e9),  # SigLIP SO400M + 3x3 projector
@@ -148,10 +151,10 @@ def test_full_size_models_have_real_sizes():
         "internvl": (0.28e9, 0.36e9),  # InternViT-300M + MLP
     }
     for name in available_models():
-        info = build_model(name, "full", device="meta", dtype=torch.bfloat16).info()
+        info = build_model(name, size, device="meta", dtype=torch.bfloat16).info()
         low, high = ranges[name]
         assert low < info.visual_params < high, (name, info.visual_params)
-        assert 7.5e9 < info.llm_params < 7.7e9, (name, info.llm_params)  # Qwen2.5-7B, untied LM head
+        assert llm[0] < info.llm_params < llm[1], (name, info.llm_params)
 
 
 # ---- report --------------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@ holds the names the command line validates against, so building the `nvila` pars
 
 #: Every contender, in report order (`peers.available_models()` drops those this transformers lacks).
 MODEL_NAMES = ("nvila", "nvila-lite", "qwen2-vl", "llava-onevision", "internvl")
-#: Benchmark sizes: "tiny" (tests), "small" (CPU, minutes), "full" (real 2B/8B-class widths, GPU).
-SIZES = ("tiny", "small", "full")
+#: Benchmark sizes: "tiny" (tests), "small" (CPU, minutes: narrow widths, real geometry), "2b" (CPU, ~30 min: the
+#: real towers and a Qwen2.5-1.5B-sized LLM, images only), "full" (real towers and an 8B-class LLM, GPU).
+SIZES = ("tiny", "small", "2b", "full")
+#: Sizes whose models are built one at a time and measured without a warm-up run (minutes per case on a CPU).
+REAL_WIDTH_SIZES = ("2b", "full")
 #: Which cases to run.
 CASE_SETS = ("images", "videos", "all")

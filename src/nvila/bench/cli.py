@@ -23,6 +23,8 @@ the same Qwen2 text config for every model)
 examples:
   nvila bench --size small                      # CPU, minutes: writes docs/performance.md + plots
   nvila bench --size small --cases images --models nvila,qwen2-vl --repeats 5
+  nvila bench --size 2b --cases images --repeats 1 --decode-tokens 8 --out docs/performance/real-width.md
+                                                # CPU, real towers + a 1.5B LLM, one model at a time
   nvila bench --size full --device cuda         # real 2B/8B-class widths in bf16, with % of GPU peak
   nvila bench --from-json results.json --out docs/performance.md   # re-render a saved run
   nvila bench --cases videos --frames 256 --repeats 2 --merge docs/performance/results.json
@@ -54,7 +56,11 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     if not p.description:
         p.description = DESCRIPTION
     p.add_argument(
-        "--size", choices=SIZES, default="small", help="small: CPU widths, real geometry (default); full: GPU, bf16"
+        "--size",
+        choices=SIZES,
+        default="small",
+        help="small: CPU widths, real geometry (default); 2b: real towers + a 1.5B LLM, CPU, ~30 min for "
+        "--cases images --repeats 1; full: real towers + an 8B-class LLM, GPU, bf16",
     )
     p.add_argument(
         "--models",

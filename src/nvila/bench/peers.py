@@ -43,7 +43,7 @@ from transformers.models.llava_onevision.modeling_llava_onevision import image_s
 from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLTextConfig, Qwen2VLVisionConfig
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil, smart_resize
 
-from nvila.bench import MODEL_NAMES, SIZES
+from nvila.bench import MODEL_NAMES, REAL_WIDTH_SIZES, SIZES
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained, sample_tokenizer
 from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig, VisionConfig, from_name
@@ -94,15 +94,25 @@ def check_size(size: str) -> None:
 def text_config(size: str) -> TextConfig:
     """The Qwen2 text config every model of this size shares.
 
-    full: NVILA-8B's LLM (Qwen2.5-7B sizes). small/tiny: a few narrow layers, with as many KV heads as query
-    heads (CPU torch's SDPA is an order of magnitude slower with grouped KV heads at these sizes, which would
-    swamp decode times). The position limit is raised so that long videos run (the released models stop at
-    32k tokens; longer prompts only show scaling).
+    full: NVILA-8B's LLM (Qwen2.5-7B sizes); 2b: NVILA-Lite-2B's (Qwen2.5-1.5B). small/tiny: a few narrow
+    layers, with as many KV heads as query heads (CPU torch's SDPA is an order of magnitude slower with grouped
+    KV heads at these sizes, which would swamp decode times). The position limit is raised so that long videos
+    run (the released models stop at 32k tokens; longer prompts only show scaling).
     """
     check_size(size)
     long = {"max_position_embeddings": 131072, "model_max_length": 131072}
     if size == "full":
         return TextConfig(**long)
+    if size == "2b":  # Qwen2.5-1.5B, the LLM of NVILA-Lite-2B (LM head untied, as every peer builds it)
+        return TextConfig(
+            vocab_size=151936,
+            hidden_size=1536,
+            intermediate_size=8960,
+            num_hidden_layers=28,
+            num_attention_heads=12,
+            num_key_value_heads=2,
+            **long,
+        )
     if size == "small":
         return TextConfig(
             vocab_size=544,
@@ -126,7 +136,7 @@ def text_config(size: str) -> TextConfig:
 
 def tower_size(name: str, size: str) -> TowerSize:
     check_size(size)
-    return FULL_TOWERS[name] if size == "full" else SMALL_TOWERS[size]
+    return FULL_TOWERS[name] if size in REAL_WIDTH_SIZES else SMALL_TOWERS[size]
 
 
 # ---- inputs ------------------------------------------------------------------------------------------

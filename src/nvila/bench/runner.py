@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from nvila.bench import CASE_SETS
+from nvila.bench import CASE_SETS, REAL_WIDTH_SIZES
 from nvila.bench.peers import VIDEO_FRAME_SIZE, BenchInputs, BenchModel, build_model, text_config
 from nvila.errors import ConfigError
 from nvila.models.nvila.configuration_nvila import TextConfig
@@ -315,15 +315,22 @@ def check_counts(bm: BenchModel, inputs: BenchInputs) -> int:
 
 
 @torch.inference_mode()
-def _prepare(bm: BenchModel, case: Case, decode_tokens: int) -> tuple[Measurement, BenchInputs | None]:
-    """Inputs of a case on the model's device, counts checked, one warm-up run (None: out of memory)."""
+def _prepare(
+    bm: BenchModel, case: Case, decode_tokens: int, warmup: bool = True
+) -> tuple[Measurement, BenchInputs | None]:
+    """Inputs of a case on the model's device, counts checked, one warm-up run (None: out of memory).
+
+    Without `warmup` (real widths on a CPU, minutes per run) neither runs here: every model's prefill checks
+    the prompt's visual positions against its features itself, on the timed run.
+    """
     m = Measurement(bm.name, case.label, case.kind, case.width, case.height, case.frames)
     raw = bm.video_inputs(case.frames) if case.kind == "video" else bm.image_inputs(case.width, case.height)
     inputs = raw.to(bm.device, bm.dtype)
     m.visual_tokens, m.tower_patches, m.prompt_tokens = inputs.visual_tokens, inputs.tower_patches, inputs.prompt_tokens
     try:
-        check_counts(bm, inputs)
-        generate_timed(bm, inputs, decode_tokens)  # warm-up
+        if warmup:
+            check_counts(bm, inputs)
+            generate_timed(bm, inputs, decode_tokens)
     except (torch.OutOfMemoryError, MemoryError) as e:
         _failed(m, e)
         return m, None
@@ -354,9 +361,11 @@ def _failed(m: Measurement, error: BaseException) -> None:
     log.warning("%s on %s: %s", m.model, m.case, m.error)
 
 
-def measure_case(bm: BenchModel, case: Case, *, repeats: int = 3, decode_tokens: int = 16) -> Measurement:
-    """One model on one case: a warm-up, then `repeats` timed runs."""
-    m, inputs = _prepare(bm, case, decode_tokens)
+def measure_case(
+    bm: BenchModel, case: Case, *, repeats: int = 3, decode_tokens: int = 16, warmup: bool = True
+) -> Measurement:
+    """One model on one case: a warm-up (unless `warmup` is false), then `repeats` timed runs."""
+    m, inputs = _prepare(bm, case, decode_tokens, warmup)
     for _ in range(repeats if inputs is not None else 0):
         _repeat(bm, inputs, m, decode_tokens)
     return m
@@ -378,13 +387,14 @@ def run_bench_cases(
 ) -> BenchResult:
     """Every model on every case, in this process.
 
-    interleave (default: every size but "full"): all models stay built and the repeats of a case take turns
-    between models, so load from other processes falls on all of them alike. Otherwise one model is built
-    (and freed) at a time, which full-size models need.
+    interleave (default: the narrow sizes): all models stay built and the repeats of a case take turns between
+    models, so load from other processes falls on all of them alike. Otherwise one model is built (and freed)
+    at a time, which real-width models need; at those sizes (`REAL_WIDTH_SIZES`) a CPU run has no warm-up.
     """
     from tqdm.auto import tqdm
 
-    interleave = size != "full" if interleave is None else interleave
+    interleave = size not in REAL_WIDTH_SIZES if interleave is None else interleave
+    warmup = size not in REAL_WIDTH_SIZES or device.type != "cpu"
     start_load = _load_average()
     measurements: list[Measurement] = []
     infos: dict[str, dict[str, Any]] = {}
@@ -414,7 +424,7 @@ def run_bench_cases(
             bm = build(name)
             for case in cases:
                 bar.set_postfix_str(f"{name} {case.label}")
-                measurements.append(measure_case(bm, case, repeats=repeats, decode_tokens=decode_tokens))
+                measurements.append(measure_case(bm, case, repeats=repeats, decode_tokens=decode_tokens, warmup=warmup))
                 bar.update()
             del bm
             gc.collect()
@@ -430,6 +440,7 @@ def run_bench_cases(
         "decode_tokens": decode_tokens,
         "seed": seed,
         "interleaved": interleave,
+        "warmup": warmup,
         "video_frame_size": list(VIDEO_FRAME_SIZE),
         "text_config": dataclasses.asdict(text_config(size)),
     }
