@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import math
 from abc import ABC, abstractmethod
@@ -103,16 +104,8 @@ def text_config(size: str) -> TextConfig:
     long = {"max_position_embeddings": 131072, "model_max_length": 131072}
     if size == "full":
         return TextConfig(**long)
-    if size == "2b":  # Qwen2.5-1.5B, the LLM of NVILA-Lite-2B (LM head untied, as every peer builds it)
-        return TextConfig(
-            vocab_size=151936,
-            hidden_size=1536,
-            intermediate_size=8960,
-            num_hidden_layers=28,
-            num_attention_heads=12,
-            num_key_value_heads=2,
-            **long,
-        )
+    if size == "2b":  # NVILA-Lite-2B's Qwen2.5-1.5B, with the LM head untied, as every peer builds it
+        return dataclasses.replace(from_name("nvila-lite-2b").text, tie_word_embeddings=False, **long)
     if size == "small":
         return TextConfig(
             vocab_size=544,

@@ -218,8 +218,13 @@ def _nvila_8b_video() -> NVILAConfig:
     return NVILAConfig(name="nvila-8b-video", num_video_frames=256, video_pool_size=8, num_time_tokens=100)
 
 
+def _lite(name: str, text: TextConfig) -> NVILAConfig:
+    """An NVILA-Lite model: dynamic tiling and the 3x3 projector around the LLM `text`."""
+    return NVILAConfig(name=name, text=text, projector_type="mlp_downsample_3x3_fix", image_aspect_ratio="dynamic")
+
+
 def _nvila_lite_8b() -> NVILAConfig:
-    return NVILAConfig(name="nvila-lite-8b", projector_type="mlp_downsample_3x3_fix", image_aspect_ratio="dynamic")
+    return _lite("nvila-lite-8b", TextConfig())
 
 
 def _nvila_lite_2b() -> NVILAConfig:
@@ -232,9 +237,7 @@ def _nvila_lite_2b() -> NVILAConfig:
         num_key_value_heads=2,
         tie_word_embeddings=True,
     )
-    return NVILAConfig(
-        name="nvila-lite-2b", text=text, projector_type="mlp_downsample_3x3_fix", image_aspect_ratio="dynamic"
-    )
+    return _lite("nvila-lite-2b", text)
 
 
 def _qwen25_14b() -> TextConfig:
@@ -254,9 +257,7 @@ def _nvila_15b() -> NVILAConfig:
 
 
 def _nvila_lite_15b() -> NVILAConfig:
-    return NVILAConfig(
-        name="nvila-lite-15b", text=_qwen25_14b(), projector_type="mlp_downsample_3x3_fix", image_aspect_ratio="dynamic"
-    )
+    return _lite("nvila-lite-15b", _qwen25_14b())
 
 
 def _tiny_vision() -> VisionConfig:
