@@ -46,7 +46,7 @@ def test_round_trip_gives_identical_logits(saved, tiny):
     a, b = processor("Describe", [image]), reprocessor("Describe", [image])
     assert torch.equal(a.input_ids, b.input_ids)
     # saving rounds weights to bf16: compare against the original model rounded the same way
-    rounded = nvila.build_model(model.config)
+    rounded = nvila.build_model(model.nvila_config)
     rounded.load_state_dict({k: v.to(torch.bfloat16).float() for k, v in model.state_dict().items()})
     with torch.no_grad():
         expected = rounded(**a.to_model_kwargs()).logits
@@ -182,7 +182,11 @@ def test_video_settings_round_trip_with_temporal_pooling_in_the_official_format(
     top = json.loads((ckpt / "config.json").read_text())
     assert top["video_encoder"] == {"_target_": "llava.model.encoders.TSPVideoEncoder", "pool_sizes": [[3, 1, 1]]}
     reloaded, _ = nvila.load(ckpt)
-    assert (reloaded.config.num_video_frames, reloaded.config.video_pool_size, reloaded.config.fps) == (6, 3, 2.0)
+    assert (
+        reloaded.nvila_config.num_video_frames,
+        reloaded.nvila_config.video_pool_size,
+        reloaded.nvila_config.fps,
+    ) == (6, 3, 2.0)
 
     top["video_encoder"]["pool_sizes"] = [[1, 2, 2]]  # spatial pooling: not implemented here
     (ckpt / "config.json").write_text(json.dumps(top))

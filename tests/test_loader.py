@@ -13,40 +13,14 @@ import pytest
 import torch
 
 import nvila
-from nvila.checkpoint import save
-from nvila.convert.to_hf import to_hf
 from nvila.errors import CheckpointError
 from nvila.hub import is_hub_id
-from tests.conftest import noise_image
-
-MAIN = "1" * 40  #: the commit refs/main points to: the tiny model in the official layout
-V2 = "2" * 40  #: the commit of branch v2: the tiny-lite model in the HF layout
-REPO = "nvila-test/tiny"
+from tests.conftest import MAIN, REPO, V2, noise_image
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-@pytest.fixture(scope="module")
-def official(tmp_path_factory, tiny, tiny_lite) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("official")
-    return {name: save(m, p.tokenizer, root / name) for name, (m, p) in (("tiny", tiny), ("tiny-lite", tiny_lite))}
-
-
-@pytest.fixture(scope="module")
-def hf_home(tmp_path_factory, official) -> Path:
-    """HF_HOME with `hub/models--nvila-test--tiny/` as huggingface_hub lays it out: refs/main and refs/v2 hold
-    commit hashes, snapshots/<hash>/ the files of that commit."""
-    home = tmp_path_factory.mktemp("hf-home")
-    repo = home / "hub" / f"models--{REPO.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    shutil.copytree(official["tiny"], repo / "snapshots" / MAIN)
-    to_hf(official["tiny-lite"], repo / "snapshots" / V2)
-    (repo / "refs" / "main").write_text(MAIN)
-    (repo / "refs" / "v2").write_text(V2)
-    return home
 
 
 def load_cached(hf_home: Path, model: str, **kwargs):
@@ -57,15 +31,15 @@ def test_a_hub_id_loads_from_the_cache(hf_home, official):
     model, processor = load_cached(hf_home, REPO)
     reference, _ = nvila.load(official["tiny"])
     assert same_weights(model, reference)
-    assert model.config.name == "tiny"  # the repository's name, not the snapshot's hash
-    assert processor.config.image_token_id == reference.config.image_token_id
+    assert model.nvila_config.name == "tiny"  # the repository's name, not the snapshot's hash
+    assert processor.config.image_token_id == reference.nvila_config.image_token_id
 
 
 @pytest.mark.parametrize(("revision", "preset"), [("v2", "tiny-lite"), (V2, "tiny-lite"), (MAIN, "tiny")])
 def test_a_revision_selects_its_snapshot_in_either_layout(hf_home, official, revision, preset):
     model, _ = load_cached(hf_home, REPO, revision=revision)
     reference, _ = nvila.load(official[preset])
-    assert model.config.projector_type == reference.config.projector_type and same_weights(model, reference)
+    assert model.nvila_config.projector_type == reference.nvila_config.projector_type and same_weights(model, reference)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +62,7 @@ def test_a_local_folder_wins_over_a_hub_id_and_refuses_a_revision(tmp_path, offi
     shutil.copytree(official["tiny"], tmp_path / "org" / "tiny")
     assert not is_hub_id("org/tiny") and is_hub_id("org/other")
     model, _ = nvila.load("org/tiny")
-    assert model.config.name == "tiny"
+    assert model.nvila_config.name == "tiny"
     with pytest.raises(CheckpointError, match="revision='v2' applies to hub ids, but org/tiny is a local folder"):
         nvila.load("org/tiny", revision="v2")
 
@@ -109,3 +83,60 @@ def test_the_command_line_takes_a_hub_id_offline(hf_home, tmp_path):
     missing = nvila_command(hf_home, "generate", "--model", "nvila-test/missing", *args)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert missing.stderr.startswith("nvila generate: error: nvila-test/missing is neither a local folder nor in")
+
+
+# ---- transformers' entry points: AutoModelForImageTextToText / AutoProcessor.from_pretrained --------------------
+def test_the_auto_classes_load_a_hub_id_and_its_revisions_from_the_cache(hf_home, official, monkeypatch):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    # HF_HUB_OFFLINE=1, as read at import: the Auto classes look for a PEFT adapter of the id without passing on
+    # `local_files_only` (transformers 5.25), so offline use needs the environment variable (the CLI test sets it)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    hub = {"cache_dir": hf_home / "hub", "local_files_only": True}
+    for revision, preset in ((None, "tiny"), ("v2", "tiny-lite")):
+        model = AutoModelForImageTextToText.from_pretrained(REPO, revision=revision, dtype=torch.float32, **hub)
+        processor = AutoProcessor.from_pretrained(REPO, revision=revision, **hub)
+        reference, reference_processor = nvila.load(official[preset])
+        assert same_weights(model, reference) and model.nvila_config.name == "tiny"
+        assert processor.tokenizer.get_vocab() == reference_processor.tokenizer.get_vocab()
+    # (the Auto classes read config.json themselves first: a missing id is transformers' own OSError there)
+    with pytest.raises(CheckpointError, match=r"nvila-test/missing is neither a local folder nor in the"):
+        nvila.NVILAForConditionalGeneration.from_pretrained("nvila-test/missing", **hub)
+
+
+def test_dtype_auto_is_the_checkpoints_and_an_unknown_argument_is_named(official):
+    model = nvila.NVILAForConditionalGeneration.from_pretrained(official["tiny"])  # saved in bf16
+    assert model.dtype == torch.bfloat16
+    with pytest.raises(TypeError, match="from_pretrained does not take quantization_config"):
+        nvila.NVILAForConditionalGeneration.from_pretrained(official["tiny"], quantization_config={"bits": 4})
+
+
+@pytest.mark.parametrize(
+    "device_map",
+    [
+        "cpu",
+        {"": "cpu"},
+        "auto",
+        {"vision_tower": "cpu", "mm_projector": "cpu", "llm.model": "cpu", "llm.lm_head": "cpu"},
+    ],
+)
+def test_a_device_map_places_the_model_and_it_still_answers_the_same(official, device_map):
+    reference, processor = nvila.load(official["tiny"])
+    model = nvila.NVILAForConditionalGeneration.from_pretrained(
+        official["tiny"], dtype=torch.float32, device_map=device_map
+    )
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert set(model.hf_device_map.values()) == {"cpu"}  # "auto" here: no GPU, everything on the CPU
+    if isinstance(device_map, dict):
+        assert model.hf_device_map == device_map
+    inputs = processor(text="What is it?", images=[noise_image(80, 60)])
+    expected = reference.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=4, do_sample=False), expected)
+
+
+def test_attn_implementation_reaches_the_tower_and_the_llm(official):
+    model = nvila.NVILAForConditionalGeneration.from_pretrained(official["tiny"], attn_implementation="eager")
+    assert model.llm.config._attn_implementation == "eager"
+    assert model.vision_tower.model.config._attn_implementation == "eager"
+    with pytest.raises(ValueError, match="no_such_attention"):
+        nvila.NVILAForConditionalGeneration.from_pretrained(official["tiny"], attn_implementation="no_such_attention")

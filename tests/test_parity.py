@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -64,3 +67,55 @@ def test_logits_and_greedy_tokens(case):
     )
     assert [int(t) for t in steps] == reference["generated_ids"]
     assert processor.eos_token_ids == reference["stop_token_ids"]
+
+
+# ---- the same through transformers: the Auto classes, the converted HF folder, its remote code ---------------
+REMOTE_CODE_SCRIPT = """
+import json, sys
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+folder, image = sys.argv[1], sys.argv[2]
+model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32)
+processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+inputs = processor(text="Describe this image in detail.", images=[image])
+output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+print(json.dumps({"tokens": output[0, inputs["input_ids"].shape[1]:].tolist(), "class": type(model).__name__}))
+"""
+
+
+def auto_greedy_tokens(folder) -> list[int]:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(folder)
+    inputs = processor(text="Describe this image in detail.", images=[PARITY_DIR / "test_image.png"])
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    return output[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_auto_classes_and_generate_give_the_official_tokens(variant, tmp_path):
+    from nvila.convert.to_hf import to_hf
+
+    expected = json.loads((PARITY_DIR / f"{variant}.reference.json").read_text())["generated_ids"]
+    assert auto_greedy_tokens(PARITY_DIR / variant) == expected
+    converted = to_hf(PARITY_DIR / variant, tmp_path / "hf").path  # loaded as it is: no convert step back
+    assert auto_greedy_tokens(converted) == expected
+
+
+@pytest.mark.slow  # a fresh interpreter per variant (~10 s each); `make test-slow` and CI run it
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_converted_folder_loads_by_its_remote_code_without_importing_nvila(variant, tmp_path):
+    from nvila.convert.to_hf import to_hf
+
+    reference = json.loads((PARITY_DIR / f"{variant}.reference.json").read_text())
+    converted = to_hf(PARITY_DIR / variant, tmp_path / "hf").path
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    script = [sys.executable, "-c", REMOTE_CODE_SCRIPT, str(converted), str(PARITY_DIR / "test_image.png")]
+    done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tokens"] == reference["generated_ids"]
+    assert result["class"] == (
+        "NVILALiteForConditionalGeneration" if "lite" in variant else "NVILAForConditionalGeneration"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from nvila.auto import register_when_imported
 from nvila.lazy import lazy_exports
 
 #: Loggers that warn at import time on every run: transformers imports torchao whenever it is installed (for
@@ -18,6 +19,8 @@ for _name in IMPORT_NOISE:
         logging.getLogger(_name).setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
+
+register_when_imported()  # NVILA in transformers' Auto classes, once transformers loads them (nvila.auto)
 
 _EXPORTS = {
     "load": "nvila.loader",
@@ -35,6 +38,9 @@ _EXPORTS = {
     "random_pretrained": "nvila.factory",
     "GenerationOptions": "nvila.generation",
     "NVILAForConditionalGeneration": "nvila.models.nvila.modeling_nvila",
+    "NVILALiteForConditionalGeneration": "nvila.models.nvila.modeling_nvila",
+    "NVILAPretrainedConfig": "nvila.models.nvila.configuration_pretrained",
+    "NVILAImageProcessor": "nvila.models.nvila.image_processing_nvila",
     "NVILAPipeline": "nvila.pipeline",
     "NVILAProcessor": "nvila.models.nvila.processing_nvila",
 }

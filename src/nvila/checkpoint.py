@@ -31,11 +31,11 @@ from transformers.initialization import no_init_weights
 from nvila import json_io
 from nvila.atomic import atomic_folder
 from nvila.errors import CheckpointError, ConfigError
-from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig, VisionConfig
-from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration, qwen2_config
+from nvila.models.nvila.configuration_nvila import NVILAConfig, from_official_configs, video_encoder_of
+from nvila.models.nvila.configuration_pretrained import qwen2_config, siglip_config
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration, model_class_of
 from nvila.models.nvila.processing_nvila import NVILAProcessor
 from nvila.models.nvila.tokenization_nvila import load_tokenizer, save_tokenizer
-from nvila.models.nvila.vision_tower import siglip_config
 from nvila.ops.quantized import prepare_quantized, quantization_configs
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 
@@ -44,6 +44,8 @@ PARTS = {"llm": "llm.", "vision_tower": "vision_tower.model.", "mm_projector": "
 #: Prefix of the tower's tensors in the official files (transformers 4.x `SiglipVisionModel` names).
 OFFICIAL_TOWER_PREFIX = "vision_model."
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: The official encoder of videos without temporal pooling.
+BASIC_VIDEO_ENCODER = "llava.model.encoders.BasicVideoEncoder"
 
 
 # ---- config mapping -----------------------------------------------------------------------------------
@@ -51,20 +53,6 @@ def read_json(path: Path) -> dict[str, Any]:
     """A checkpoint's JSON object file; `CheckpointError` naming the file (and the line and column of malformed
     JSON) when it is missing, malformed or not an object."""
     return json_io.read_json(path, CheckpointError, want=dict)
-
-
-#: The official encoder that averages groups of frames: `pool_sizes` [[t, h, w]] (NVILA-8B-Video: [[8, 1, 1]]).
-TSP_VIDEO_ENCODER = "llava.model.encoders.TSPVideoEncoder"
-
-
-def _video_pool_size(encoder: dict[str, Any]) -> int:
-    """Frames averaged together, from an official `video_encoder` entry (1 for the basic encoder)."""
-    if encoder.get("_target_") != TSP_VIDEO_ENCODER:
-        return 1
-    sizes = encoder.get("pool_sizes") or [[1, 1, 1]]
-    if len(sizes) != 1 or list(sizes[0][1:]) != [1, 1]:
-        raise CheckpointError(f"unsupported video pooling {sizes}: only one [t, 1, 1] temporal pool is implemented")
-    return int(sizes[0][0])
 
 
 @dataclass(frozen=True)
@@ -94,59 +82,18 @@ def config_from_official(root: Path) -> NVILAConfig:
 
 def config_from_files(files: CheckpointFiles, name: str | None = None) -> NVILAConfig:
     """The `NVILAConfig` of a checkpoint's configs; `name` defaults to the folder's name."""
-    root, pre = files.root, files.preprocessor
-    top, llm, tower, projector = (files.configs[k] for k in ("top", "llm", "vision_tower", "mm_projector"))
     try:
-        text = TextConfig(
-            vocab_size=llm["vocab_size"],
-            hidden_size=llm["hidden_size"],
-            intermediate_size=llm["intermediate_size"],
-            num_hidden_layers=llm["num_hidden_layers"],
-            num_attention_heads=llm["num_attention_heads"],
-            num_key_value_heads=llm.get("num_key_value_heads", llm["num_attention_heads"]),
-            rms_norm_eps=llm.get("rms_norm_eps", 1e-6),
-            rope_theta=llm.get("rope_theta", 1e6),
-            max_position_embeddings=llm.get("max_position_embeddings", 32768),
-            tie_word_embeddings=llm.get("tie_word_embeddings", False),
-            model_max_length=llm.get("model_max_length", llm.get("max_position_embeddings", 32768)),
-        )
-        vision = VisionConfig(
-            hidden_size=tower["hidden_size"],
-            intermediate_size=tower["intermediate_size"],
-            num_hidden_layers=tower["num_hidden_layers"],
-            num_attention_heads=tower["num_attention_heads"],
-            image_size=tower["image_size"],
-            patch_size=tower["patch_size"],
-            layer_norm_eps=tower.get("layer_norm_eps", 1e-6),
-            hidden_act=tower.get("hidden_act", "gelu_pytorch_tanh"),
-            image_mean=tuple(pre.get("image_mean", (0.5, 0.5, 0.5))),
-            image_std=tuple(pre.get("image_std", (0.5, 0.5, 0.5))),
-        )
-        scales = top.get("s2_scales") or "448,896,1344"
-        if isinstance(scales, str):
-            scales = [int(s) for s in scales.split(",")]
-        return NVILAConfig(
-            vision=vision,
-            text=text,
-            projector_type=projector.get("mm_projector_type") or top["mm_projector"],
-            image_aspect_ratio=top.get("image_aspect_ratio") or "resize",
-            s2_scales=tuple(scales),
-            min_tiles=top.get("min_tiles") or 1,
-            max_tiles=top.get("max_tiles") or 12,
-            select_layer=top.get("mm_vision_select_layer", -2),
-            num_video_frames=top.get("num_video_frames") or 8,
-            video_pool_size=_video_pool_size(top.get("video_encoder") or {}),
-            fps=top.get("fps") or 0.0,
-            num_time_tokens=top.get("num_time_tokens") or 0,
-            time_token_format=top.get("time_token_format") or "<t{t}>",
-            name=name or root.name,
+        return from_official_configs(
+            *(files.configs[k] for k in ("top", "llm", "vision_tower", "mm_projector")),
+            files.preprocessor,
+            name or files.root.name,
         )
     except KeyError as e:
-        raise CheckpointError(f"{root}: a config lacks the required key {e}") from None
+        raise CheckpointError(f"{files.root}: a config lacks the required key {e}") from None
     except ConfigError as e:
-        raise CheckpointError(f"{root}: {e}") from None
+        raise CheckpointError(f"{files.root}: {e}") from None
     except (TypeError, ValueError) as e:  # e.g. image_mean a number, s2_scales "448,x"
-        raise CheckpointError(f"{root}: a config value has the wrong type ({e})") from None
+        raise CheckpointError(f"{files.root}: a config value has the wrong type ({e})") from None
 
 
 def quantization_of(files: CheckpointFiles) -> dict[str, dict[str, Any]]:
@@ -199,11 +146,7 @@ def official_config(cfg: NVILAConfig, root_name: str) -> dict[str, dict[str, Any
         "chat_template": "qwen2",
         "ps3": False,
         "image_encoder": {"_target_": "llava.model.encoders.BasicImageEncoder"},
-        "video_encoder": (
-            {"_target_": TSP_VIDEO_ENCODER, "pool_sizes": [[cfg.video_pool_size, 1, 1]]}
-            if cfg.video_pool_size > 1
-            else {"_target_": "llava.model.encoders.BasicVideoEncoder"}
-        ),
+        "video_encoder": video_encoder_of(cfg.video_pool_size) or {"_target_": BASIC_VIDEO_ENCODER},
         "tune_language_model": True,
         "tune_mm_projector": True,
         "tune_vision_tower": True,
@@ -293,7 +236,7 @@ def load_state(model: NVILAForConditionalGeneration, files: CheckpointFiles, *, 
         raise ConfigError(f"unknown checkpoint parts {unknown}; use {', '.join(PARTS)}")
     skipped = tuple(PARTS[part] for part in skip)
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(skipped)}
-    tied = model.config.text.tie_word_embeddings
+    tied = model.nvila_config.text.tie_word_embeddings
     locations = {key: (f, f_key) for key, f, f_key in files.tensors() if not key.startswith(skipped)}
     optional = {"llm.lm_head.weight"} if tied else set()
     missing = sorted(set(expected) - set(locations) - optional)
@@ -336,7 +279,7 @@ def build_model(
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device), contextlib.nullcontext() if init else no_init_weights():
-            model = NVILAForConditionalGeneration(cfg)
+            model = model_class_of(cfg)(cfg)
     finally:
         torch.set_default_dtype(previous)
     return model.eval()
@@ -374,17 +317,26 @@ def load_files(
     if isinstance(dtype, str):
         dtype = resolve_dtype(dtype)
     device = resolve_device(device)
-    cfg = config_from_files(files, name).with_overrides(overrides or {})
-    tokenizer = load_tokenizer(files.tokenizer_dir)
-    vocab = tokenizer.get_vocab()
-    cfg.image_token_id, cfg.video_token_id = vocab[IMAGE_TOKEN], vocab[VIDEO_TOKEN]
+    processor = processor_from_files(files, name=name, overrides=overrides)
+    cfg = processor.config
     model = build_model(cfg, device=device, dtype=dtype, init=bool(reinit))
     prepare_quantized(
         model.llm, model.vision_tower.model, quantization_of(files),
         tower_prefix=OFFICIAL_TOWER_PREFIX, where=str(files.root),
     )  # fmt: skip
     load_state(model, files, skip=reinit)
-    return model, NVILAProcessor(tokenizer, cfg)
+    return model, processor
+
+
+def processor_from_files(
+    files: CheckpointFiles, *, name: str | None = None, overrides: dict[str, Any] | None = None
+) -> NVILAProcessor:
+    """The processor of a checkpoint's files: its tokenizer and its config (media token ids from the tokenizer)."""
+    cfg = config_from_files(files, name).with_overrides(overrides or {})
+    tokenizer = load_tokenizer(files.tokenizer_dir)
+    vocab = tokenizer.get_vocab()
+    cfg.image_token_id, cfg.video_token_id = vocab[IMAGE_TOKEN], vocab[VIDEO_TOKEN]
+    return NVILAProcessor(tokenizer, cfg)
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -427,7 +379,7 @@ def _part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, to
         name = key[len(prefix) :]
         if part == "vision_tower":
             name = OFFICIAL_TOWER_PREFIX + name
-        if part == "llm" and name == "lm_head.weight" and model.config.text.tie_word_embeddings:
+        if part == "llm" and name == "lm_head.weight" and model.nvila_config.text.tie_word_embeddings:
             continue
         dtype = torch.bfloat16 if key in parameters and tensor.is_floating_point() else tensor.dtype
         out[name] = tensor.detach().to("cpu", dtype).contiguous()
@@ -449,7 +401,7 @@ def save(
     if root.exists() and not overwrite:
         raise CheckpointError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it")
     with atomic_folder(root) as tmp:
-        configs = official_config(model.config, root.name)
+        configs = official_config(model.nvila_config, root.name)
         quantized = quantization_configs(model.llm, model.vision_tower.model, tower_prefix=OFFICIAL_TOWER_PREFIX)
         for part, config in quantized.items():
             configs[part]["quantization_config"] = config  # also in the top config's llm_cfg / vision_tower_cfg
@@ -458,7 +410,7 @@ def save(
             (tmp / part / "config.json").write_text(json.dumps(configs[part], indent=2))
             save_file(_part_state(model, part), str(tmp / part / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "vision_tower" / "preprocessor_config.json").write_text(
-            json.dumps(preprocessor_config(model.config), indent=2)
+            json.dumps(preprocessor_config(model.nvila_config), indent=2)
         )
         (tmp / "config.json").write_text(json.dumps(configs["top"], indent=2))
         save_tokenizer(tokenizer, tmp / "llm")

@@ -28,8 +28,8 @@ from nvila.bench.runner import (
 )
 from nvila.errors import ConfigError
 from nvila.models.nvila.configuration_nvila import TextConfig
+from nvila.models.nvila.configuration_pretrained import qwen2_config
 from nvila.models.nvila.geometry import image_tokens, video_tokens
-from nvila.models.nvila.modeling_nvila import qwen2_config
 
 PEERS = [n for n in available_models() if n not in ("nvila", "nvila-lite")]
 

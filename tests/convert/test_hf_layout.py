@@ -17,7 +17,7 @@ from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 
 EXPECTED = {
     "tiny": ("nvila", "NVILAForConditionalGeneration", "processing_nvila.NVILAProcessor"),
-    "tiny-lite": ("nvila_lite", "NVILALiteForConditionalGeneration", "processing_nvila_lite.NVILALiteProcessor"),
+    "tiny-lite": ("nvila_lite", "NVILALiteForConditionalGeneration", "processing_nvila.NVILAProcessor"),
 }
 
 
@@ -91,7 +91,7 @@ def test_an_hf_folder_loads_directly_as_the_official_folder_does(hf, official):
     for name in ("tiny", "tiny-lite"):
         from_hf, hf_processor = nvila.load(hf[name])
         from_official, processor = nvila.load(official[name])
-        assert from_hf.config == from_official.config
+        assert from_hf.nvila_config == from_official.nvila_config
         assert hf_processor.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
         hf_state, state = from_hf.state_dict(), from_official.state_dict()
         assert hf_state.keys() == state.keys() and all(torch.equal(hf_state[k], state[k]) for k in state)

@@ -79,7 +79,7 @@ def test_the_cache_writes_prompts_into_their_slots_and_tokens_at_their_positions
 def test_the_cache_is_allocated_once_at_full_size():
     model, _ = random_pretrained(small_config(), seed=2)
     runner = ModelRunner(model, slots=4, max_len=100)
-    text = model.config.text
+    text = model.nvila_config.text
     head_dim = text.hidden_size // text.num_attention_heads
     assert runner.cache.nbytes == 2 * text.num_hidden_layers * 4 * text.num_key_value_heads * 100 * head_dim * 4
     assert ModelRunner(model, slots=1, max_len=10**6).max_len == text.model_max_length  # never past the context

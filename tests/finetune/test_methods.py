@@ -32,7 +32,7 @@ def test_layernorm_tuning_trains_only_the_towers_layernorms():
     model, _ = random_pretrained(tiny_config())
     apply_finetune(model, FinetuneSpec(method="lora", vision="layernorm"))
     layernorms = _layernorm_names(model.vision_tower)
-    layers = model.config.vision.num_hidden_layers
+    layers = model.nvila_config.vision.num_hidden_layers
     assert len(layernorms) == 2 * (2 * layers + 1)  # layer_norm1/2 of every layer + post_layernorm; weight + bias
     assert _trainable(model.vision_tower) == layernorms
     n_layernorm = sum(p.numel() for m in model.vision_tower.modules() if isinstance(m, nn.LayerNorm)
@@ -43,7 +43,7 @@ def test_layernorm_tuning_trains_only_the_towers_layernorms():
     }
     llm = _trainable(model.llm)  # LoRA factors on q/k/v/o and gate/up/down of every decoder layer, nothing else
     assert all(".lora_" in name for name in llm)
-    assert len(llm) == 7 * 2 * model.config.text.num_hidden_layers
+    assert len(llm) == 7 * 2 * model.nvila_config.text.num_hidden_layers
     assert all(p.requires_grad for p in model.mm_projector.parameters())
 
 
@@ -58,7 +58,7 @@ def test_each_mode_trains_its_parts(method, vision):
     if vision == "frozen":
         assert tower == set()
     elif vision == "lora":  # q/k/v/out and fc1/fc2 of every tower layer
-        assert all(".lora_" in n for n in tower) and len(tower) == 6 * 2 * model.config.vision.num_hidden_layers
+        assert all(".lora_" in n for n in tower) and len(tower) == 6 * 2 * model.nvila_config.vision.num_hidden_layers
     elif vision == "full":
         assert tower == {n for n, _ in model.vision_tower.named_parameters()}
     if method == "full":
@@ -156,7 +156,7 @@ def test_qlora_trains_lora_over_a_4bit_llm(base_checkpoint, colour_data, tmp_pat
     trainer = FinetuneTrainer(recipe, spec)
     trainer.setup()
     quantized = [m for m in trainer.model.llm.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    assert len(quantized) == 7 * trainer.model.config.text.num_hidden_layers
+    assert len(quantized) == 7 * trainer.model.nvila_config.text.num_hidden_layers
     losses = [trainer.step()["loss"] for _ in range(3)]
     assert all(torch.isfinite(torch.tensor(losses)))
     trainer.save_model()

@@ -24,7 +24,7 @@ def direct_logprob(model, processor, record) -> float:
     """Plain loop: one record, full logits, log-softmax, add the log-prob of every answer (labelled) token."""
     sample = processor.encode_messages(record.messages, record.images)
     ids = torch.tensor([sample.input_ids])
-    pixels = normalize_tiles(sample.tiles, model.config)
+    pixels = normalize_tiles(sample.tiles, model.nvila_config)
     with torch.no_grad():
         logp = model(input_ids=ids, pixel_values=pixels, image_block_sizes=sample.block_sizes).logits[0].log_softmax(-1)
     return sum(float(logp[t - 1, token]) for t, token in enumerate(sample.labels) if t > 0 and token != -100)

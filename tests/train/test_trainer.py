@@ -31,7 +31,7 @@ def test_training_lowers_the_loss_and_exports_a_loadable_model(make_recipe):
     assert list(curve) == list(range(1, 13))
     assert sum(curve[s] for s in (10, 11, 12)) / 3 < sum(curve[s] for s in (1, 2, 3)) / 3 - 0.5
     model, processor = nvila.load(run / "model")
-    assert model.config.tile_size == 56
+    assert model.nvila_config.tile_size == 56
     assert (run / "recipe.yaml").is_file() and any((run / "tb").iterdir())
     assert_modes_follow_umask(run)  # weights, training state, logs: readable like any `cp`
     assert main(["train", "--recipe", path]) == 1  # the run exists: refused without --resume
@@ -103,7 +103,7 @@ def test_vision_heads_pretrains_only_the_tower(make_recipe, tmp_path):
     curve = losses(tmp_path / "heads")
     assert sum(curve[s] for s in (13, 14, 15)) < sum(curve[s] for s in (1, 2, 3)) - 0.3  # colours get learned
     trained, _ = nvila.load(tmp_path / "heads" / "model")
-    initial, _ = nvila.random_pretrained(trained.config.replace(), seed=0)
+    initial, _ = nvila.random_pretrained(trained.nvila_config.replace(), seed=0)
     tower_changed = any(
         not torch.equal(a.to(torch.bfloat16), b.to(torch.bfloat16))
         for a, b in zip(trained.vision_tower.parameters(), initial.vision_tower.parameters())
@@ -141,7 +141,7 @@ def test_checkpoint_overrides_keep_every_weight_when_shapes_do_not_change(make_r
     spec = {"checkpoint": str(saved_tiny), "overrides": {"num_video_frames": 5}}
     model = built_model(make_recipe("frames", model=spec))
     base, _ = nvila.load(saved_tiny)
-    assert model.config.num_video_frames == 5 and base.config.num_video_frames != 5
+    assert model.nvila_config.num_video_frames == 5 and base.nvila_config.num_video_frames != 5
     for key, value in base.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)
 
@@ -152,7 +152,7 @@ def test_new_projector_geometry_needs_reinit_and_keeps_tower_and_llm(make_recipe
         built_model(make_recipe("no_reinit", model=model_spec))
     model = built_model(make_recipe("reinit", model={**model_spec, "reinit": ["mm_projector"]}))
     base, _ = nvila.load(saved_tiny)
-    assert list(model.config.s2_scales) == [56, 112]
+    assert list(model.nvila_config.s2_scales) == [56, 112]
     for prefix in ("vision_tower.", "llm."):
         for key, value in part(base, prefix).items():
             torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, msg=key)

@@ -48,7 +48,7 @@ from nvila.bench import MODEL_NAMES, REAL_WIDTH_SIZES, SIZES
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained, sample_tokenizer
 from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig, VisionConfig, from_name
-from nvila.models.nvila.modeling_nvila import qwen2_config
+from nvila.models.nvila.configuration_pretrained import qwen2_config
 from nvila.models.nvila.processing_nvila import ModelInputs
 from nvila.models.nvila.tokenization_nvila import format_chat
 

@@ -14,23 +14,47 @@ from typing import Any
 from nvila.checkpoint import official_config
 from nvila.errors import CheckpointError
 from nvila.models.nvila.configuration_nvila import NVILAConfig, from_name
+from nvila.models.nvila.configuration_pretrained import CONFIG_CLASSES, MODEL_TYPE_OF_PROJECTOR
+from nvila.models.nvila.modeling_nvila import MODEL_CLASSES
+from nvila.models.nvila.processing_nvila import NVILAProcessor
 
 #: Projector type -> HF `model_type` (SGLang: models/nvila.py is the 2x2 Dynamic-S2 model, nvila_lite.py the 3x3).
-MODEL_TYPES = {"mlp_downsample": "nvila", "mlp_downsample_2x2_fix": "nvila", "mlp_downsample_3x3_fix": "nvila_lite"}
+MODEL_TYPES = MODEL_TYPE_OF_PROJECTOR
 ARCHITECTURES = {"nvila": "NVILAForConditionalGeneration", "nvila_lite": "NVILALiteForConditionalGeneration"}
-#: Remote code of the released `-hf` checkpoints. AutoProcessor is as they ship it; the module names of the
-#: config and model classes are inferred (`configuration_nvila.py` is listed in NVIDIA's NVILA-8B-HD-Video).
-AUTO_MAPS = {
-    "nvila": {
-        "AutoConfig": "configuration_nvila.NVILAConfig",
-        "AutoModel": "modeling_nvila.NVILAForConditionalGeneration",
-    },
-    "nvila_lite": {
-        "AutoConfig": "configuration_nvila_lite.NVILALiteConfig",
-        "AutoModel": "modeling_nvila_lite.NVILALiteForConditionalGeneration",
-    },
+#: The remote code `to_hf` writes: module file -> the nvila classes it re-exports. Any environment with nvila
+#: installed loads the folder with `trust_remote_code=True` (SGLang, or transformers without `import nvila`).
+REMOTE_CODE = {
+    "configuration_nvila.py": ("nvila.models.nvila.configuration_pretrained", CONFIG_CLASSES),
+    "modeling_nvila.py": ("nvila.models.nvila.modeling_nvila", MODEL_CLASSES),
 }
-PROCESSORS = {"nvila": "processing_nvila.NVILAProcessor", "nvila_lite": "processing_nvila_lite.NVILALiteProcessor"}
+PROCESSOR_MODULE = "processing_nvila.py"
+
+
+def remote_code_files() -> dict[str, str]:
+    """The text of each remote-code module `to_hf` writes (see `REMOTE_CODE`)."""
+    files = {
+        name: f'"""NVILA for transformers\' remote code: the classes of the installed `nvila` package."""\n\n'
+        f"from {module} import {', '.join(sorted(c.__name__ for c in classes.values()))}  # noqa: F401\n"
+        for name, (module, classes) in REMOTE_CODE.items()
+    }
+    files[PROCESSOR_MODULE] = (
+        '"""NVILA for transformers\' remote code: the processor of the installed `nvila` package."""\n\n'
+        f"from nvila.models.nvila.processing_nvila import {NVILAProcessor.__name__}  # noqa: F401\n"
+    )
+    return files
+
+
+def auto_map(model_type: str) -> dict[str, str]:
+    """The `auto_map` of `config.json` pointing at the remote code `to_hf` writes for `model_type`."""
+    model = MODEL_CLASSES[model_type].__name__
+    return {
+        "AutoConfig": f"configuration_nvila.{CONFIG_CLASSES[model_type].__name__}",
+        "AutoModel": f"modeling_nvila.{model}",
+        "AutoModelForImageTextToText": f"modeling_nvila.{model}",
+        "AutoProcessor": f"processing_nvila.{NVILAProcessor.__name__}",
+    }
+
+
 #: The geometry a released HF folder without our record is taken to have.
 PRESET_OF_MODEL_TYPE = {"nvila": "nvila-8b", "nvila_lite": "nvila-lite-8b"}
 #: The keys `hf_config` sets (a folder without our record has them dropped on the way back).

@@ -8,7 +8,9 @@ Output (written under a temporary name, renamed when complete)::
     processor_config.json          auto_map of the AutoProcessor (remote code)
     tokenizer files, chat_template.jinja, generation_config.json   (from llm/)
     nvila_conversion.json          what the way back needs to restore the official folder exactly
-    *.py                           remote code, only with `code_from` (copied from a released -hf folder)
+    *.py                           remote code: small modules importing nvila's classes (`trust_remote_code=True`
+                                   loads the folder wherever nvila is installed), or with `code_from` the
+                                   released -hf folder's own
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from nvila.atomic import atomic_folder
 from nvila.checkpoint import PARTS, config_from_official, read_json, safetensors_files
-from nvila.convert.configs import AUTO_MAPS, PROCESSORS, hf_config, model_type_of, sglang_notes
+from nvila.convert.configs import auto_map, hf_config, model_type_of, remote_code_files, sglang_notes
 from nvila.convert.layout import (
     PREPROCESSOR_CONFIG,
     PROCESSOR_CONFIG,
@@ -67,19 +69,19 @@ def to_hf(
     model_type = model_type_of(configs["mm_projector"]["mm_projector_type"])
     refs = official_tensors(src)
     with atomic_folder(out) as tmp:
-        code = _copy_remote_code(Path(code_from), tmp, model_type) if code_from else []
-        auto_map = _reference_auto_map(Path(code_from)) if code_from else AUTO_MAPS[model_type]
+        code = _copy_remote_code(Path(code_from), tmp, model_type) if code_from else _write_remote_code(tmp)
+        own_map = _reference_auto_map(Path(code_from)) if code_from else auto_map(model_type)
         config, config_record = hf_config(
             read_json(src / "config.json"),
             configs["llm"],
             configs["vision_tower"],
             configs["mm_projector"],
             (vocab[IMAGE_TOKEN], vocab[VIDEO_TOKEN]),
-            auto_map,
+            own_map,
         )
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if not (tmp / PROCESSOR_CONFIG).exists():
-            processor = PROCESSORS[model_type]
+            processor = own_map["AutoProcessor"]
             auto = {"auto_map": {"AutoProcessor": processor}, "processor_class": processor.rsplit(".", 1)[1]}
             (tmp / PROCESSOR_CONFIG).write_text(json.dumps(auto, indent=2))
         if (src / "vision_tower" / PREPROCESSOR_CONFIG).is_file():
@@ -89,6 +91,14 @@ def to_hf(
         write_record(tmp, config_record, tokenizer_record)
         files = write_tensors(refs, tmp, max_shard_bytes)
     return Converted(out, model_type, files, sum(r.nbytes for r in refs), sglang_notes(cfg))
+
+
+def _write_remote_code(out: Path) -> list[str]:
+    """Write the remote code of nvila's own classes (`configs.REMOTE_CODE`); returns the file names."""
+    files = remote_code_files()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    return sorted(files)
 
 
 def _copy_remote_code(ref: Path, out: Path, model_type: str) -> list[str]:

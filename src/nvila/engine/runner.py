@@ -79,7 +79,7 @@ class ModelRunner:
             raise ConfigError(
                 f"the engine needs 'sdpa' or 'eager' attention, the model uses {text._attn_implementation!r}"
             )
-        context = model.config.text.model_max_length
+        context = model.nvila_config.text.model_max_length
         self.model, self.llm = model, model.llm
         self.device = model.device
         self.max_len = min(max_len or context, context)

@@ -68,7 +68,10 @@ def save_adapters(folder: Path, peft_model, trained: dict[str, torch.Tensor], in
 
     lora = {PEFT_PREFIX + k: v for k, v in trained.items() if ".lora_" in k}
     rest = {k: v.detach().cpu().contiguous() for k, v in trained.items() if ".lora_" not in k}
-    adapter_state = get_peft_model_state_dict(peft_model, state_dict=lora, adapter_name=ADAPTER_NAME)
+    # the embeddings are never LoRA targets here; "auto" would look the base model's name up on the hub
+    adapter_state = get_peft_model_state_dict(
+        peft_model, state_dict=lora, adapter_name=ADAPTER_NAME, save_embedding_layers=False
+    )
     config = copy.copy(peft_model.peft_config[ADAPTER_NAME])
     config.inference_mode = True
     config.base_model_name_or_path = info.get("base")
@@ -160,7 +163,7 @@ def load_finetuned(
     base, adapters = Path(base), Path(adapters)
     info = _read_info(adapters)
     model, processor = load(base, device=device, dtype=dtype)
-    _check_architecture(base, adapters, model.config, info.get("architecture", {}))
+    _check_architecture(base, adapters, model.nvila_config, info.get("architecture", {}))
     _check_tensors(model, adapters, info["rank"])
     if info.get("base_fingerprint") != base_fingerprint(model):
         message = (

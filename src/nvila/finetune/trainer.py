@@ -107,7 +107,7 @@ class FinetuneTrainer(Trainer):
         """LoRA layers / LayerNorm selection on the freshly loaded base (QLoRA: its LLM quantized first)."""
         self.base_info = {
             "base": str(self.recipe.model.checkpoint),
-            "architecture": architecture(self.model.config),
+            "architecture": architecture(self.model.nvila_config),
             "base_fingerprint": base_fingerprint(self.model),
         }
         if self.spec.method == "qlora":

@@ -61,7 +61,7 @@ def answer_logprobs(
     model: NVILAForConditionalGeneration, samples: Sequence[EncodedSample], pad_id: int
 ) -> torch.Tensor:
     """Sum of log p(token) over each sample's labelled tokens (right-padded batch): [b] float32 on the CPU."""
-    batch = collate_padded(samples, pad_id, model.config)
+    batch = collate_padded(samples, pad_id, model.nvila_config)
     kwargs = batch.model_kwargs(model.device)
     labels = kwargs.pop("labels")
     embeds = model.embed(
@@ -192,7 +192,7 @@ def mean_tower_features(
     Records without media or with unusable media get a zero vector and usable=False.
     """
     dataset = ConversationDataset(records, processor, max_length=1 << 30)
-    features = torch.zeros(len(records), model.config.vision.hidden_size)
+    features = torch.zeros(len(records), model.nvila_config.vision.hidden_size)
     usable = [False] * len(records)
     for start in tqdm(range(0, len(records), batch_size), desc="tower features", unit="batch"):
         tiles, owners = [], []
@@ -204,7 +204,7 @@ def mean_tower_features(
             owners += [i] * len(sample.tiles + sample.video_tiles)
         if not tiles:
             continue
-        pixels = normalize_tiles(tiles, model.config).to(model.device)  # [n, 3, s, s]
+        pixels = normalize_tiles(tiles, model.nvila_config).to(model.device)  # [n, 3, s, s]
         pooled = model.vision_tower(pixels).float().mean(dim=1).cpu()  # [n, c]
         index = torch.tensor(owners)
         sums = torch.zeros_like(features).index_add_(0, index, pooled)

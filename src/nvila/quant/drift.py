@@ -33,7 +33,7 @@ class TokenLogProbs:
 @torch.no_grad()
 def next_token_logprobs(model: NVILAForConditionalGeneration, batches: Sequence[dict[str, Any]]) -> list[TokenLogProbs]:
     """Per one-row batch (model inputs with "labels"): log-probs at the positions followed by a text token."""
-    media = torch.tensor([model.config.image_token_id, model.config.video_token_id])
+    media = torch.tensor([model.nvila_config.image_token_id, model.nvila_config.video_token_id])
     out = []
     for batch in batches:
         inputs = {k: v for k, v in batch.items() if k != "labels"}

@@ -130,7 +130,7 @@ class VisionHeads(Objective):
         self.processor, self.seed = setup.processor, setup.recipe.seed
         self.heads = HeadTargets(setup.mixture.records)
         self.items = self.heads.items
-        tower, width = setup.model.vision_tower, setup.model.config.vision.hidden_size
+        tower, width = setup.model.vision_tower, setup.model.nvila_config.vision.hidden_size
         self.module = TowerWithHeads(tower, width, len(self.heads.templates), len(self.heads.answers))
 
     def order(self, epoch: int) -> list[int]:

@@ -33,10 +33,10 @@ def projector_pixel_tiles(
     Dynamic-S2: the largest scale's grid of each multi-scale image (its last rows*cols tiles), or the one
     resized tile; otherwise every tile. [n_all, 3, s, s] -> [n, 3, s, s].
     """
-    if not model.config.dynamic_s2:
+    if not model.nvila_config.dynamic_s2:
         return pixel_values
     blocks = list(block_sizes) if block_sizes is not None else [None] * pixel_values.shape[0]
-    counts = tiles_per_item(model.config, blocks, pixel_values.shape[0])
+    counts = tiles_per_item(model.nvila_config, blocks, pixel_values.shape[0])
     items = pixel_values.split(counts)
     return torch.cat([item if block is None else item[-block[0] * block[1] :] for item, block in zip(items, blocks)])
 
@@ -64,7 +64,7 @@ class PixelLossModel(nn.Module):
         super().__init__()
         self.model = model
         self.grid = grid
-        self.head = nn.Linear(model.config.text.hidden_size, 3 * grid * grid)
+        self.head = nn.Linear(model.nvila_config.text.hidden_size, 3 * grid * grid)
         self._captured: list[torch.Tensor] = []
         model.mm_projector.register_forward_hook(lambda _m, _i, out: self._captured.append(out))
 
@@ -78,6 +78,6 @@ class PixelLossModel(nn.Module):
         tokens = self._captured[0]  # the image call comes first in `embed`: [n, k*k, h]
         self._captured.clear()
         tiles = projector_pixel_tiles(self.model, pixels.to(tokens.device), kwargs.get("image_block_sizes"))
-        cfg = self.model.config
+        cfg = self.model.nvila_config
         target = pixel_targets(tiles, cfg.vision.patch_size * cfg.downsample, self.grid)
         return logits, F.mse_loss(self.head(tokens).float(), target)

@@ -108,13 +108,13 @@ def test_video_tokens_are_pooled_frame_features(tiny):
     inputs = processor("What happens?", videos=[frames])
     cfg = processor.config
     pool = 4
-    model.config.video_pool_size, saved = pool, model.config.video_pool_size
+    model.nvila_config.video_pool_size, saved = pool, model.nvila_config.video_pool_size
     try:
         with torch.no_grad():
             pooled = model.get_video_features(inputs.video_pixel_values, inputs.video_frame_counts)
             per_frame = model.get_image_features(inputs.video_pixel_values, [None] * 10)
     finally:
-        model.config.video_pool_size = saved
+        model.nvila_config.video_pool_size = saved
     t = cfg.tokens_per_tile
     per_frame = per_frame.reshape(10, t, -1)
     expected = torch.cat([per_frame[0:4].mean(0), per_frame[4:8].mean(0), per_frame[8:10].mean(0)])

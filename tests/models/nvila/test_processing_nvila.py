@@ -9,6 +9,7 @@ import torch
 from nvila.errors import ConfigError, MediaError, PromptError
 from nvila.models.nvila.geometry import image_tokens
 from nvila.models.nvila.processing_nvila import NVILAProcessor
+from nvila.models.nvila.tokenization_nvila import format_chat
 from nvila.temporal import timestamp_prefix
 from nvila.video_io import VideoFrames, load_video
 from tests.conftest import noise_image
@@ -204,3 +205,53 @@ def test_video_files_are_resized_to_the_tile_while_decoding_with_identical_pixel
     early, late = processor("Q", videos=[path]), processor("Q", videos=[full])
     assert torch.equal(early.video_pixel_values, late.video_pixel_values)
     assert torch.equal(early.input_ids, late.input_ids)
+
+
+# ---- the transformers processor interface -----------------------------------------------------------------------
+def test_apply_chat_template_renders_the_official_format_and_tokenizes_like_a_plain_prompt(tiny):
+    _, processor = tiny
+    image = noise_image(300, 200)
+    chat = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "What is it?"}]}]
+    text = processor.apply_chat_template(chat, add_generation_prompt=True)
+    assert text == format_chat([{"role": "user", "content": "<image>What is it?"}], add_generation_prompt=True)
+    plain = processor("<image>What is it?", [image])
+    for inputs in (processor(text=text, images=[image]), processor.apply_chat_template(
+        chat, add_generation_prompt=True, tokenize=True, return_dict=True
+    )):  # fmt: skip
+        assert torch.equal(inputs["input_ids"], plain["input_ids"])
+        assert torch.equal(inputs["pixel_values"], plain["pixel_values"])
+
+
+def test_continue_final_message_leaves_the_answer_open(tiny):
+    _, processor = tiny
+    chat = [{"role": "user", "content": "Count."}, {"role": "assistant", "content": "There are"}]
+    assert processor.apply_chat_template(chat, continue_final_message=True).endswith("<|im_start|>assistant\nThere are")
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda p: p(text="<|im_start|>user\nHi<|im_end|>\n", images=[noise_image(8, 8)]), PromptError,
+         "holds 0 <image> and 0 <vila/video> placeholders for 1 images"),
+        (lambda p: p(text="Hi", return_tensors="np"), ValueError, "returns PyTorch tensors"),
+        (lambda p: p(text="Hi", max_pixels=5), TypeError, "unexpected arguments: max_pixels"),
+        (lambda p: p(), PromptError, "give the prompt text"),
+        (lambda p: p.apply_chat_template([{"role": "user", "content": [{"type": "audio"}]}]), PromptError,
+         "unknown message part type 'audio'"),
+        (lambda p: p.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}]), PromptError,
+         "the image part .* needs one of the keys"),
+    ],
+)  # fmt: skip
+def test_what_the_processor_cannot_take_is_named(tiny, call, error, message):
+    with pytest.raises(error, match=message):
+        call(tiny[1])
+
+
+def test_the_image_processor_gives_what_the_model_takes(tiny, tiny_lite):
+    for model, processor in (tiny, tiny_lite):
+        image = noise_image(900, 500)
+        out = processor.image_processor([image])
+        plain = processor("<image>", [image])
+        assert torch.equal(out["pixel_values"], plain["pixel_values"])
+        assert out["image_block_sizes"] == plain["image_block_sizes"]
+        assert processor.image_processor.to_dict()["image_aspect_ratio"] == model.nvila_config.image_aspect_ratio

@@ -1,8 +1,9 @@
 """Typed configuration of an NVILA model and its named presets.
 
 Owns: the dataclasses describing the vision tower (SigLIP), the LLM (Qwen2), the projector and the
-media geometry, their YAML/dict round trip, and the preset table (`from_name`). Does not own the
-official checkpoint's `config.json` format (see `nvila.checkpoint`) nor token arithmetic (`geometry`).
+media geometry, their YAML/dict round trip, the preset table (`from_name`), and the one mapping from the keys of
+the official config files to them (`from_official_configs`). Does not own reading files (`nvila.checkpoint`), the
+transformers config (`configuration_pretrained`) nor token arithmetic (`geometry`).
 """
 
 from __future__ import annotations
@@ -207,6 +208,86 @@ def _known(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"unknown {where} keys: {', '.join(unknown)}")
     return dict(data)
+
+
+#: The official encoder that averages groups of frames: `pool_sizes` [[t, h, w]] (NVILA-8B-Video: [[8, 1, 1]]).
+TSP_VIDEO_ENCODER = "llava.model.encoders.TSPVideoEncoder"
+
+
+def video_pool_size_of(encoder: dict[str, Any]) -> int:
+    """Frames averaged together, from an official `video_encoder` entry (1 for the basic encoder)."""
+    if encoder.get("_target_") != TSP_VIDEO_ENCODER:
+        return 1
+    sizes = encoder.get("pool_sizes") or [[1, 1, 1]]
+    if len(sizes) != 1 or list(sizes[0][1:]) != [1, 1]:
+        raise ConfigError(f"unsupported video pooling {sizes}: only one [t, 1, 1] temporal pool is implemented")
+    return int(sizes[0][0])
+
+
+def video_encoder_of(pool_size: int) -> dict[str, Any] | None:
+    """The official `video_encoder` entry averaging `pool_size` frames (None: the basic encoder)."""
+    return {"_target_": TSP_VIDEO_ENCODER, "pool_sizes": [[pool_size, 1, 1]]} if pool_size > 1 else None
+
+
+def from_official_configs(
+    top: dict[str, Any],
+    llm: dict[str, Any],
+    tower: dict[str, Any],
+    projector: dict[str, Any],
+    preprocessor: dict[str, Any],
+    name: str,
+) -> NVILAConfig:
+    """The `NVILAConfig` of the official configs: the top `config.json`, the LLM's (Qwen2), the tower's (SigLIP), the
+    projector's and the image processor's. Raises `KeyError` for a missing required key, `ConfigError` for an invalid
+    value and `TypeError` / `ValueError` for a value of the wrong type (callers name the file)."""
+    rope = llm.get("rope_parameters") or {}  # transformers 5.x writes rope_theta inside rope_parameters
+    text = TextConfig(
+        vocab_size=llm["vocab_size"],
+        hidden_size=llm["hidden_size"],
+        intermediate_size=llm["intermediate_size"],
+        num_hidden_layers=llm["num_hidden_layers"],
+        num_attention_heads=llm["num_attention_heads"],
+        num_key_value_heads=llm.get("num_key_value_heads") or llm["num_attention_heads"],
+        rms_norm_eps=llm.get("rms_norm_eps", 1e-6),
+        rope_theta=llm.get("rope_theta") or rope.get("rope_theta", 1e6),
+        max_position_embeddings=llm.get("max_position_embeddings", 32768),
+        tie_word_embeddings=llm.get("tie_word_embeddings", False),
+        model_max_length=llm.get("model_max_length", llm.get("max_position_embeddings", 32768)),
+    )
+    vision = VisionConfig(
+        hidden_size=tower["hidden_size"],
+        intermediate_size=tower["intermediate_size"],
+        num_hidden_layers=tower["num_hidden_layers"],
+        num_attention_heads=tower["num_attention_heads"],
+        image_size=tower["image_size"],
+        patch_size=tower["patch_size"],
+        layer_norm_eps=tower.get("layer_norm_eps", 1e-6),
+        hidden_act=tower.get("hidden_act", "gelu_pytorch_tanh"),
+        image_mean=tuple(preprocessor.get("image_mean", (0.5, 0.5, 0.5))),
+        image_std=tuple(preprocessor.get("image_std", (0.5, 0.5, 0.5))),
+    )
+    scales = top.get("s2_scales") or "448,896,1344"
+    if isinstance(scales, str):
+        scales = [int(s) for s in scales.split(",")]
+    return NVILAConfig(
+        vision=vision,
+        text=text,
+        projector_type=projector.get("mm_projector_type") or top["mm_projector"],
+        image_aspect_ratio=top.get("image_aspect_ratio") or "resize",
+        s2_scales=tuple(scales),
+        min_tiles=top.get("min_tiles") or 1,
+        max_tiles=top.get("max_tiles") or 12,
+        select_layer=top.get("mm_vision_select_layer", -2),
+        num_video_frames=top.get("num_video_frames") or 8,
+        video_pool_size=video_pool_size_of(top.get("video_encoder") or {}),
+        fps=top.get("fps") or 0.0,
+        num_time_tokens=top.get("num_time_tokens") or 0,
+        time_token_format=top.get("time_token_format") or "<t{t}>",
+        media_end_text=top.get("media_end_text") or "\n",
+        image_token_id=top.get("image_token_id"),
+        video_token_id=top.get("video_token_id"),
+        name=name,
+    )
 
 
 # ---- presets ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Image -> normalised tiles, following the official preprocessing exactly.
+"""Image -> normalised tiles, following the official preprocessing exactly; `NVILAImageProcessor` for transformers.
 
 Owns: Dynamic-S2 tiling (square tiles at every smaller scale, an aspect-matched grid at the largest),
 dynamic tiling with thumbnail, plain resize; bicubic resampling (PIL), /255, (x - mean) / std.
@@ -8,12 +8,18 @@ Shapes: n tiles, s tile side in pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 from PIL import Image
+from transformers import BatchFeature
+from transformers.image_processing_utils import ImageProcessingMixin
 
+from nvila.image_io import ImageInput, load_image
 from nvila.models.nvila.configuration_nvila import NVILAConfig
-from nvila.models.nvila.geometry import ImageTokens, image_tokens, small_scale_sides
+from nvila.models.nvila.geometry import BlockSize, ImageTokens, image_tokens, small_scale_sides
 
 RESAMPLE = Image.Resampling.BICUBIC
 
@@ -57,3 +63,51 @@ def normalize_tiles(tiles: list[Image.Image], cfg: NVILAConfig) -> torch.Tensor:
     std = np.asarray(cfg.vision.image_std, dtype=np.float32)
     array = (array - mean) / std
     return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))  # [n, 3, s, s]
+
+
+class NVILAImageProcessor(ImageProcessingMixin):
+    """The image processor of `NVILAProcessor`: images -> `pixel_values` [n, 3, s, s] and one block size per item.
+
+    `image_block_sizes` is what `NVILAForConditionalGeneration.get_image_features` takes: (rows, cols) of a
+    Dynamic-S2 image, None for each tile of dynamic tiling or a resized image.
+    """
+
+    model_input_names = ["pixel_values", "image_block_sizes"]
+
+    def __init__(self, config: NVILAConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nvila_config = config
+
+    def __call__(self, images: Sequence[ImageInput], *, single_image: bool | None = None) -> BatchFeature:
+        """Tiles of every image in order; `single_image` (default: one image given) picks the full tiling."""
+        single = len(images) == 1 if single_image is None else single_image
+        tiles: list[Image.Image] = []
+        blocks: list[BlockSize] = []
+        for image in images:
+            image_tiles, image_blocks, _ = self.tile(load_image(image), single_image=single)
+            tiles += image_tiles
+            blocks += image_blocks
+        pixels = normalize_tiles(tiles, self.nvila_config) if tiles else None
+        return BatchFeature({"pixel_values": pixels, "image_block_sizes": blocks})
+
+    def tile(
+        self, image: Image.Image, *, single_image: bool = True
+    ) -> tuple[list[Image.Image], list[BlockSize], ImageTokens]:
+        """(tiles, their block sizes, the token plan) of one RGB image (`image_to_tiles`)."""
+        tiles, tokens = image_to_tiles(image, self.nvila_config, single_image=single_image)
+        blocks = [tokens.block_size] if self.nvila_config.dynamic_s2 else [None] * tokens.vit_tiles
+        return tiles, blocks, tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that decide the tiles (the geometry of the model's config)."""
+        cfg = self.nvila_config
+        return {
+            "image_processor_type": type(self).__name__,
+            "image_aspect_ratio": cfg.image_aspect_ratio,
+            "tile_size": cfg.tile_size,
+            "s2_scales": list(cfg.s2_scales),
+            "min_tiles": cfg.min_tiles,
+            "max_tiles": cfg.max_tiles,
+            "image_mean": list(cfg.vision.image_mean),
+            "image_std": list(cfg.vision.image_std),
+        }

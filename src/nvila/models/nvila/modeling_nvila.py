@@ -11,52 +11,88 @@ Shapes: b batch, l sequence, n tiles, t tokens per tile, h LLM width.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
-from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
+from transformers import Cache, DynamicCache, GenerationMixin, PreTrainedModel, Qwen2ForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from nvila.generation import GenerationOptions, select_next_token
-from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig
+from nvila.models.nvila.configuration_nvila import NVILAConfig
+from nvila.models.nvila.configuration_pretrained import (
+    MODEL_TYPE_OF_PROJECTOR,
+    NVILALitePretrainedConfig,
+    NVILAOfficialPretrainedConfig,
+    NVILAPretrainedConfig,
+)
 from nvila.models.nvila.dynamic_s2 import map_to_tiles, merge_scales, tiles_to_map
 from nvila.models.nvila.geometry import BlockSize, tiles_per_item
 from nvila.models.nvila.projector import Projector
 from nvila.models.nvila.vision_tower import VisionTower
 from nvila.prompt import IGNORE_INDEX
 
-
-def qwen2_config(cfg: TextConfig) -> Qwen2Config:
-    """The transformers config of a Qwen2 decoder of these sizes."""
-    return Qwen2Config(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_hidden_layers,
-        num_attention_heads=cfg.num_attention_heads,
-        num_key_value_heads=cfg.num_key_value_heads,
-        rms_norm_eps=cfg.rms_norm_eps,
-        rope_theta=cfg.rope_theta,
-        max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=cfg.tie_word_embeddings,
-        use_sliding_window=False,
-        hidden_act="silu",
-    )
+#: `forward` arguments that carry media: given to the first forward of `generate` only.
+MEDIA_INPUTS = ("pixel_values", "image_block_sizes", "video_pixel_values", "video_frame_counts")
 
 
-class NVILAForConditionalGeneration(nn.Module):
-    """The NVILA vision-language model.
+class NVILAForConditionalGeneration(PreTrainedModel, GenerationMixin):
+    """The NVILA vision-language model, a transformers `PreTrainedModel` with `generate()`.
 
-    Attributes follow the official checkpoint's three parts: `vision_tower`, `mm_projector`, `llm`.
+    Attributes follow the official checkpoint's three parts: `vision_tower`, `mm_projector`, `llm`. `config` is the
+    transformers config (`NVILAPretrainedConfig`); `nvila_config` the typed `NVILAConfig` the code reads. Build it
+    from either; load it with `from_pretrained` (any layout or hub id, through `nvila.load`).
     """
 
-    def __init__(self, config: NVILAConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.vision_tower = VisionTower(config.vision, config.select_layer)
-        self.mm_projector = Projector(config)
-        self.llm = Qwen2ForCausalLM(qwen2_config(config.text))
+    config_class = NVILAPretrainedConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    input_modalities = ("image", "video", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer", "Projector"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: NVILAPretrainedConfig | NVILAConfig) -> None:
+        nvila_config = config if isinstance(config, NVILAConfig) else config.to_nvila()
+        if isinstance(config, NVILAConfig):
+            config = NVILAPretrainedConfig.from_nvila(config)
+        super().__init__(config)
+        self.nvila_config = nvila_config
+        self.vision_tower = VisionTower(config.vision_config, nvila_config.select_layer)
+        self.mm_projector = Projector(nvila_config)
+        self.llm = Qwen2ForCausalLM(config.text_config)
+        self.post_init()
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any
+    ) -> NVILAForConditionalGeneration:
+        """Load a model from a folder in the official or HF layout, or a hub id (`nvila.loader.load_pretrained`:
+        `dtype`, `device_map`, `attn_implementation`, `revision`, `cache_dir`, `local_files_only`, `token`).
+
+        The class is the checkpoint's (`NVILAForConditionalGeneration` or `NVILALiteForConditionalGeneration`),
+        whichever class it is called on."""
+        from nvila.loader import load_pretrained
+
+        if args:
+            raise TypeError("from_pretrained takes the model and keyword arguments only")
+        return load_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Nothing: the tower and the LLM initialise themselves (transformers), the projector at construction."""
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.llm.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.llm.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.llm.get_output_embeddings()
 
     @property
     def device(self) -> torch.device:
@@ -80,13 +116,13 @@ class NVILAForConditionalGeneration(nn.Module):
         """
         n = pixel_values.shape[0]
         block_sizes = list(block_sizes) if block_sizes is not None else [None] * n
-        counts = tiles_per_item(self.config, block_sizes, n)
+        counts = tiles_per_item(self.nvila_config, block_sizes, n)
         if sum(counts) != n:
             raise ValueError(f"block sizes describe {sum(counts)} tiles but pixel_values holds {n}")
         features = self.vision_tower(pixel_values)  # [n, p*p, c]
-        if not self.config.dynamic_s2:
+        if not self.nvila_config.dynamic_s2:
             return self.mm_projector(features).flatten(0, 1)  # [n*t, h]
-        scales = self.config.s2_scales
+        scales = self.nvila_config.s2_scales
         tiles, grids = [], []
         for item, block in zip(features.split(counts), block_sizes):
             if block is None:  # one resized tile: its features fill every scale slot
@@ -113,7 +149,7 @@ class NVILAForConditionalGeneration(nn.Module):
         """
         if sum(frame_counts) != pixel_values.shape[0]:
             raise ValueError(f"frame counts sum to {sum(frame_counts)} but pixel_values holds {pixel_values.shape[0]}")
-        pool = self.config.video_pool_size if pool_size is None else pool_size
+        pool = self.nvila_config.video_pool_size if pool_size is None else pool_size
         features = self.get_image_features(pixel_values, [None] * pixel_values.shape[0])
         per_frame = features.reshape(pixel_values.shape[0], -1, features.shape[-1])  # [f, t, h]
         out = []
@@ -135,7 +171,7 @@ class NVILAForConditionalGeneration(nn.Module):
             )
         if features is None:
             return embeds
-        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.device, embeds.dtype))
 
     def embed(
         self,
@@ -146,12 +182,11 @@ class NVILAForConditionalGeneration(nn.Module):
         video_frame_counts: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """[b, l] ids -> [b, l, h] embeddings; `<image>` / `<vila/video>` positions hold visual embeddings."""
-        images = (
-            None if pixel_values is None else self.get_image_features(pixel_values.to(self.device), image_block_sizes)
-        )
+        tower = self.vision_tower.device
+        images = None if pixel_values is None else self.get_image_features(pixel_values.to(tower), image_block_sizes)
         videos = None
         if video_pixel_values is not None:
-            videos = self.get_video_features(video_pixel_values.to(self.device), video_frame_counts or [])
+            videos = self.get_video_features(video_pixel_values.to(tower), video_frame_counts or [])
         return self.embed_features(input_ids, images, videos)
 
     def embed_features(
@@ -159,8 +194,8 @@ class NVILAForConditionalGeneration(nn.Module):
     ) -> torch.Tensor:
         """[b, l] ids + visual embeddings already computed ([image tokens, h], [video tokens, h]) -> [b, l, h]."""
         embeds = self.llm.get_input_embeddings()(input_ids)
-        embeds = self._scatter(embeds, input_ids, self.config.image_token_id, image_features, "image")
-        return self._scatter(embeds, input_ids, self.config.video_token_id, video_features, "video")
+        embeds = self._scatter(embeds, input_ids, self.nvila_config.image_token_id, image_features, "image")
+        return self._scatter(embeds, input_ids, self.nvila_config.video_token_id, video_features, "video")
 
     # ---- forward ------------------------------------------------------------------------------------
     def forward(
@@ -173,18 +208,20 @@ class NVILAForConditionalGeneration(nn.Module):
         video_pixel_values: torch.Tensor | None = None,
         video_frame_counts: Sequence[int] | None = None,
         labels: torch.Tensor | None = None,
-        cache: DynamicCache | None = None,
+        cache: Cache | None = None,
         use_cache: bool = False,
         logits_to_keep: int = 0,
+        **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """Logits (and the mean next-token loss over labels != -100 when `labels` is given).
 
         input_ids, attention_mask, position_ids, labels: [b, l]; media positions never carry a loss.
         Videos: all frames in `video_pixel_values` [f, 3, s, s], `video_frame_counts` frames per video.
+        `kwargs` go to the LLM (transformers' `output_attentions`, `return_dict`...).
         """
         embeds = self.embed(input_ids, pixel_values, image_block_sizes, video_pixel_values, video_frame_counts)
         if labels is not None:
-            media = (input_ids == self.config.image_token_id) | (input_ids == self.config.video_token_id)
+            media = (input_ids == self.nvila_config.image_token_id) | (input_ids == self.nvila_config.video_token_id)
             labels = labels.masked_fill(media, IGNORE_INDEX)
         return self.llm(
             inputs_embeds=embeds,
@@ -194,7 +231,17 @@ class NVILAForConditionalGeneration(nn.Module):
             cache=cache,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
+            **kwargs,
         )
+
+    def prepare_inputs_for_generation(self, *args: Any, is_first_iteration: bool = False, **kwargs: Any) -> dict:
+        """transformers' `generate` hook: the media go into the first forward only (the prefill), as the prompt's
+        media positions are in the cache after it."""
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and inputs.get("use_cache", True):
+            for key in MEDIA_INPUTS:
+                inputs.pop(key, None)
+        return inputs
 
     # ---- decoding -----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -251,3 +298,29 @@ class NVILAForConditionalGeneration(nn.Module):
             new_embeds = self.llm.get_input_embeddings()(next_ids[:, None])  # [b, 1, h]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             step_embeds = new_embeds if cache is not None else torch.cat([step_embeds, new_embeds], dim=1)
+
+
+class NVILALiteForConditionalGeneration(NVILAForConditionalGeneration):
+    """NVILA-Lite (dynamic tiling, 3x3 projector): the class of the `nvila_lite` model type, the same model."""
+
+    config_class = NVILALitePretrainedConfig
+
+
+class LlavaLlamaModel(NVILAForConditionalGeneration):
+    """The official layout's architecture name (`llava_llama`), for `AutoModel` on an official folder; loading
+    gives the checkpoint's class (`NVILAForConditionalGeneration` or `NVILALiteForConditionalGeneration`)."""
+
+    config_class = NVILAOfficialPretrainedConfig
+
+
+#: Model type -> model class, as registered with transformers' Auto classes.
+MODEL_CLASSES: dict[str, type[NVILAForConditionalGeneration]] = {
+    "nvila": NVILAForConditionalGeneration,
+    "nvila_lite": NVILALiteForConditionalGeneration,
+    "llava_llama": LlavaLlamaModel,
+}
+
+
+def model_class_of(cfg: NVILAConfig) -> type[NVILAForConditionalGeneration]:
+    """The class of a model of `cfg`: NVILA-Lite for the 3x3 projector, NVILA otherwise."""
+    return MODEL_CLASSES[MODEL_TYPE_OF_PROJECTOR[cfg.projector_type]]

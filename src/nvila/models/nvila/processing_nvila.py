@@ -16,46 +16,55 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import PreTrainedTokenizerBase
+from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from nvila.argtypes import check_frame_sampling
 from nvila.errors import MediaError, PromptError
 from nvila.image_io import ImageInput, load_image
 from nvila.models.nvila.configuration_nvila import NVILAConfig
 from nvila.models.nvila.geometry import BlockSize, video_tokens
-from nvila.models.nvila.image_processing_nvila import image_to_tiles, normalize_tiles
-from nvila.models.nvila.tokenization_nvila import render_chat
+from nvila.models.nvila.image_processing_nvila import NVILAImageProcessor, image_to_tiles, normalize_tiles
+from nvila.models.nvila.tokenization_nvila import TURN_END, TURN_START, render_chat
 from nvila.prompt import IGNORE_INDEX, IMAGE_TOKEN, VIDEO_TOKEN, place_media
 from nvila.temporal import timestamp_prefix
 
+#: Arguments transformers' pipelines pass to a processor, which need nothing here (batches are always padded).
+PIPELINE_TEXT_KWARGS = {"padding", "truncation", "max_length", "add_special_tokens"}
 VideoInput = Any  #: a video path, a `video_io.VideoFrames`, or a sequence of frames (any `ImageInput`)
 MEDIA_PATTERN = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})")
 
 
-@dataclass
-class ModelInputs:
-    """A batch ready for `NVILAForConditionalGeneration`.
+class ModelInputs(BatchFeature):
+    """A batch ready for `NVILAForConditionalGeneration` (a transformers `BatchFeature`: `model(**inputs)`,
+    `model.generate(**inputs)`, `inputs.to(device)` work as for any processor's output).
 
     input_ids / attention_mask: [b, l]; pixel_values: [n, 3, s, s] tiles of all images in prompt order
-    (None without images); image_block_sizes: one entry per image item (see `get_image_features`).
+    (None without images); image_block_sizes: one entry per image item (see `get_image_features`);
+    video_pixel_values: [f, 3, s, s] frames of all videos; video_frame_counts: frames per video.
     """
 
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    pixel_values: torch.Tensor | None
-    image_block_sizes: list[BlockSize]
-    video_pixel_values: torch.Tensor | None = None  #: [f, 3, s, s] frames of all videos
-    video_frame_counts: list[int] = field(default_factory=list)
+    def __init__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None,
+        image_block_sizes: list[BlockSize],
+        video_pixel_values: torch.Tensor | None = None,
+        video_frame_counts: list[int] | None = None,
+    ) -> None:
+        super().__init__(
+            {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "pixel_values": pixel_values,
+                "image_block_sizes": image_block_sizes,
+                "video_pixel_values": video_pixel_values,
+                "video_frame_counts": video_frame_counts or [],
+            }
+        )
 
     def to_model_kwargs(self) -> dict:
-        return {
-            "input_ids": self.input_ids,
-            "attention_mask": self.attention_mask,
-            "pixel_values": self.pixel_values,
-            "image_block_sizes": self.image_block_sizes,
-            "video_pixel_values": self.video_pixel_values,
-            "video_frame_counts": self.video_frame_counts,
-        }
+        return dict(self.data)
 
 
 @dataclass
@@ -90,6 +99,14 @@ class MediaSpan:
     tokens: int
 
 
+class _MediaQueue:
+    """The images and videos of one prompt, taken in placeholder order."""
+
+    def __init__(self, images: list[Image.Image], clips: list[VideoClip]) -> None:
+        self.images, self.videos = iter(images), iter(clips)
+        self.single_image = len(images) == 1  #: one image gets the full tiling, several one tile each
+
+
 def video_frame_size(cfg: NVILAConfig) -> tuple[int, int]:
     """(width, height) every video frame is resized to: one square tile (`image_to_tiles`, not a single image)."""
     return cfg.tile_size, cfg.tile_size
@@ -109,8 +126,12 @@ def media_tensors(
     )
 
 
-class NVILAProcessor:
-    """Turns (prompt, images) pairs into model inputs and token ids back into text.
+class NVILAProcessor(ProcessorMixin):
+    """Turns (prompt, images, videos) into model inputs and token ids back into text; a transformers `ProcessorMixin`
+    (`AutoProcessor`, `pipeline("image-text-to-text")`, `apply_chat_template`).
+
+    `config` (the model's `NVILAConfig`) decides the tiles and token counts; `image_processor` defaults to
+    `NVILAImageProcessor(config)`.
 
     `video_timestamps`: write each video's frame times before its placeholder ("The video frames were sampled
     at 0.5s, 1.5s, ...", `temporal.timestamp_prefix`), for temporal-localization prompts.
@@ -123,10 +144,16 @@ class NVILAProcessor:
         tokenizer: PreTrainedTokenizerBase,
         config: NVILAConfig,
         *,
+        image_processor: NVILAImageProcessor | None = None,
         video_timestamps: bool = False,
         video_sampling: str = "centres",
+        chat_template: str | None = None,
     ) -> None:
-        self.tokenizer = tokenizer
+        super().__init__(
+            tokenizer=tokenizer,
+            image_processor=image_processor or NVILAImageProcessor(config),
+            chat_template=chat_template,
+        )
         self.config = config
         self.video_timestamps = video_timestamps
         self.video_sampling = video_sampling
@@ -174,35 +201,68 @@ class NVILAProcessor:
             if role == "assistant" and (IMAGE_TOKEN in text or VIDEO_TOKEN in text):
                 raise PromptError("an assistant answer contains a media placeholder; media belong in user turns")
         sample = EncodedSample([], [], [], [])
-        single = len(pil_images) == 1
-        next_image, next_video = iter(pil_images), iter(clips)
         spans: list[MediaSpan] = []
-        expanded = []
-        for text in texts:
-            pieces = MEDIA_PATTERN.split(text)
-            out = pieces[0]
-            for token, piece in zip(pieces[1::2], pieces[2::2]):
-                if token == IMAGE_TOKEN:
-                    out += self._add_image(next(next_image), single, sample, spans)
-                else:
-                    out += self._add_video(next(next_video), sample, spans, timestamps)
-                out += piece
-            expanded.append(out)
+        media = _MediaQueue(pil_images, clips)
+        expanded = [self._expand_text(text, media, sample, spans, timestamps) for text in texts]
         text, answers = render_chat(
             [{"role": r, "content": t} for r, t in zip(roles, expanded)], add_generation_prompt=add_generation_prompt
         )
+        self._tokenize(text, answers, sample, spans)
+        return sample
+
+    def encode_text(
+        self,
+        text: str,
+        images: Sequence[ImageInput] = (),
+        videos: Sequence[VideoInput] = (),
+        *,
+        video_timestamps: bool | None = None,
+    ) -> EncodedSample:
+        """Tokenize a prompt already in the chat format (`apply_chat_template`), one placeholder per image and video."""
+        timestamps = self.video_timestamps if video_timestamps is None else video_timestamps
+        pil_images = [load_image(image) for image in images]
+        clips = [self.load_video(video) for video in videos]
+        counts = {kind: text.count(token) for kind, token in (("image", IMAGE_TOKEN), ("video", VIDEO_TOKEN))}
+        if (counts["image"], counts["video"]) != (len(pil_images), len(clips)):
+            raise PromptError(
+                f"the chat-format text holds {counts['image']} {IMAGE_TOKEN} and {counts['video']} {VIDEO_TOKEN} "
+                f"placeholders for {len(pil_images)} images and {len(clips)} videos; write one per image and video"
+            )
+        sample = EncodedSample([], [], [], [])
+        spans: list[MediaSpan] = []
+        expanded = self._expand_text(text, _MediaQueue(pil_images, clips), sample, spans, timestamps)
+        self._tokenize(expanded, [], sample, spans)
+        return sample
+
+    def _expand_text(
+        self, text: str, media: _MediaQueue, sample: EncodedSample, spans: list[MediaSpan], timestamps: bool
+    ) -> str:
+        """The text with each placeholder written as the prompt shows it (tiles, time lines); tiles go to `sample`."""
+        pieces = MEDIA_PATTERN.split(text)
+        out = pieces[0]
+        for token, piece in zip(pieces[1::2], pieces[2::2]):
+            if token == IMAGE_TOKEN:
+                out += self._add_image(next(media.images), media.single_image, sample, spans)
+            else:
+                out += self._add_video(next(media.videos), sample, spans, timestamps)
+            out += piece
+        return out
+
+    def _tokenize(
+        self, text: str, answers: list[tuple[int, int]], sample: EncodedSample, spans: list[MediaSpan]
+    ) -> None:
+        """Fill `sample`'s ids (placeholders expanded by `spans`) and labels (the tokens inside `answers`)."""
         encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         labels = [
             token if any(lo <= a and b <= hi for lo, hi in answers) else IGNORE_INDEX
             for token, (a, b) in zip(encoding.input_ids, encoding.offset_mapping)
         ]
         sample.input_ids, sample.labels = self._expand(encoding.input_ids, labels, spans)
-        return sample
 
     def _add_image(self, image: Image.Image, single: bool, sample: EncodedSample, spans: list[MediaSpan]) -> str:
-        tiles, tokens = image_to_tiles(image, self.config, single_image=single)
+        tiles, blocks, tokens = self.image_processor.tile(image, single_image=single)
         sample.tiles += tiles
-        sample.block_sizes += [tokens.block_size] if self.config.dynamic_s2 else [None] * tokens.vit_tiles
+        sample.block_sizes += blocks
         spans += [MediaSpan("image", 1, tokens.embeds_per_placeholder)] * tokens.placeholders
         # dynamic tiling: one placeholder + newline per tile, as the official prompt builder writes it
         return (IMAGE_TOKEN + "\n") * tokens.placeholders if tokens.placeholders > 1 else IMAGE_TOKEN
@@ -274,31 +334,87 @@ class NVILAProcessor:
 
     def __call__(
         self,
-        prompts: str | Sequence[str],
-        images: Sequence[ImageInput] | Sequence[Sequence[ImageInput]] | None = None,
+        text: str | Sequence[str] | None = None,
+        images: Sequence[ImageInput] | Sequence[Sequence[ImageInput]] | ImageInput | None = None,
         videos: Sequence[VideoInput] | Sequence[Sequence[VideoInput]] | None = None,
         *,
         padding_side: str = "left",
+        return_tensors: str | None = "pt",
+        **kwargs: Any,
     ) -> ModelInputs:
-        """Encode one prompt with its media, or a batch (prompts: list; images, videos: one list per prompt).
+        """Encode one prompt with its media, or a batch (text: a list; images, videos: one list per prompt).
 
-        Each prompt becomes one user turn of the official chat format, followed by the assistant's
-        generation prompt.
+        A prompt in the chat format (from `apply_chat_template`, starting with the template's turn marker) is
+        tokenized as it is; any other prompt becomes one user turn followed by the assistant's generation prompt.
+        `padding`, `truncation` and other tokenizer arguments that transformers' pipelines pass are accepted; batches
+        are always padded (left by default, as generation needs) and never truncated.
         """
-        if isinstance(prompts, str):
-            prompts, images, videos = [prompts], [list(images or [])], [list(videos or [])]
-        images = images if images is not None else [[] for _ in prompts]
-        videos = videos if videos is not None else [[] for _ in prompts]
-        if not len(images) == len(videos) == len(prompts):
-            raise PromptError(f"got {len(prompts)} prompts but {len(images)} image and {len(videos)} video lists")
-        encoded = [
-            self.encode_messages([{"role": "user", "content": p}], imgs, vids, add_generation_prompt=True)
-            for p, imgs, vids in zip(prompts, images, videos)
-        ]
+        if return_tensors not in (None, "pt"):
+            raise ValueError(
+                f"NVILAProcessor returns PyTorch tensors; return_tensors={return_tensors!r} is not supported"
+            )
+        unknown = sorted(set(kwargs) - PIPELINE_TEXT_KWARGS)
+        if unknown:
+            raise TypeError(f"NVILAProcessor got unexpected arguments: {', '.join(unknown)}")
+        if text is None:
+            raise PromptError("give the prompt text (`text=`): NVILA answers a prompt about its images and videos")
+        if isinstance(text, str):
+            single = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images or [])
+            text, images, videos = [text], [single], [list(videos or [])]
+        images = images if images is not None else [[] for _ in text]
+        videos = videos if videos is not None else [[] for _ in text]
+        if not len(images) == len(videos) == len(text):
+            raise PromptError(f"got {len(text)} prompts but {len(images)} image and {len(videos)} video lists")
+        encoded = [self._encode_prompt(t, imgs, vids) for t, imgs, vids in zip(text, images, videos)]
         for sample in encoded:
             self.check_length(sample)
         input_ids, attention_mask = self.pad([e.input_ids for e in encoded], padding_side)
         return ModelInputs(input_ids, attention_mask, *media_tensors(encoded, self.config))
+
+    def _encode_prompt(self, text: str, images: Sequence[ImageInput], videos: Sequence[VideoInput]) -> EncodedSample:
+        if text.lstrip().startswith(TURN_START):
+            return self.encode_text(text, images, videos)
+        return self.encode_messages([{"role": "user", "content": text}], images, videos, add_generation_prompt=True)
+
+    def apply_chat_template(
+        self,
+        conversation: list[dict[str, Any]] | list[list[dict[str, Any]]],
+        *,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        tokenize: bool = False,
+        return_dict: bool = False,
+        processor_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> str | list[str] | ModelInputs | torch.Tensor:
+        """Render a conversation (or a batch of them) in the official chat format, as transformers' processors do.
+
+        Messages hold `content` as a string (with `<image>` / `<vila/video>` placeholders) or as a list of parts
+        `{"type": "text", "text": ...}`, `{"type": "image", "image" | "url" | "path": ...}`,
+        `{"type": "video", "video" | "url" | "path": ...}`. `tokenize=True` returns the model inputs of the text and
+        the media of its parts (`return_dict=True`: all of them, else the `input_ids`).
+        """
+        batch = [conversation] if conversation and isinstance(conversation[0], dict) else conversation
+        texts, images, videos = [], [], []
+        for messages in batch:
+            plain, media = _messages_with_placeholders(messages)
+            text = render_chat(plain, add_generation_prompt=add_generation_prompt and not continue_final_message)[0]
+            if continue_final_message:
+                text = text.removesuffix("\n").removesuffix(TURN_END)
+            texts.append(text)
+            images.append(media["image"])
+            videos.append(media["video"])
+        if not tokenize:
+            return texts[0] if len(batch) == 1 and isinstance(conversation[0], dict) else texts
+        inputs = self(texts, images, videos, **(processor_kwargs or {}))
+        return inputs if return_dict else inputs["input_ids"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> NVILAProcessor:
+        """The processor of a model: a folder in either layout or a hub id (`nvila.loader.load_processor`)."""
+        from nvila.loader import load_processor
+
+        return load_processor(pretrained_model_name_or_path, **kwargs)
 
     def pad(self, sequences: Sequence[Sequence[int]], padding_side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
         """Pad id lists to [b, l] with the pad id; returns (input_ids, attention_mask)."""
@@ -318,3 +434,31 @@ class NVILAProcessor:
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _messages_with_placeholders(
+    messages: list[dict[str, Any]],
+) -> tuple[list[dict[str, str]], dict[str, list[Any]]]:
+    """Messages with list contents flattened to text with placeholders, and the media of their parts in order."""
+    media: dict[str, list[Any]] = {"image": [], "video": []}
+    placeholders = {"image": IMAGE_TOKEN, "video": VIDEO_TOKEN}
+    plain = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            text = ""
+            for part in content:
+                kind = part.get("type")
+                if kind == "text":
+                    text += part.get("text", "")
+                elif kind in placeholders:
+                    source = next((part[k] for k in (kind, "url", "path") if part.get(k) is not None), None)
+                    if source is None:
+                        raise PromptError(f"the {kind} part {part} needs one of the keys {kind!r}, 'url' or 'path'")
+                    media[kind].append(source)
+                    text += placeholders[kind]
+                else:
+                    raise PromptError(f"unknown message part type {kind!r}; use 'text', 'image' or 'video'")
+            content = text
+        plain.append({"role": message["role"], "content": content})
+    return plain, media

@@ -43,6 +43,10 @@ CHAT_TEMPLATE = (
 )
 
 
+TURN_START = "<|im_start|>"  #: opens every turn of the official chat format
+TURN_END = "<|im_end|>"  #: closes every turn (an assistant answer's last token)
+
+
 def render_chat(
     messages: list[dict[str, str]], add_generation_prompt: bool = True
 ) -> tuple[str, list[tuple[int, int]]]:
@@ -54,18 +58,18 @@ def render_chat(
     text = ""
     spans = []
     if not messages or messages[0]["role"] != "system":
-        text += f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
+        text += f"{TURN_START}system\n{SYSTEM_PROMPT}{TURN_END}\n"
     for m in messages:
         if m["content"] is None:
             continue
-        text += f"<|im_start|>{m['role']}\n"
+        text += f"{TURN_START}{m['role']}\n"
         start = len(text)
-        text += f"{m['content']}<|im_end|>"
+        text += f"{m['content']}{TURN_END}"
         if m["role"] == "assistant":
             spans.append((start, len(text)))
         text += "\n"
     if add_generation_prompt:
-        text += "<|im_start|>assistant\n"
+        text += f"{TURN_START}assistant\n"
     return text, spans
 
 

@@ -1,0 +1,114 @@
+"""NVILA through transformers: `from_pretrained` by the Auto classes, `generate()` with its decoding strategies and
+streamers, batches with left padding, `pipeline("image-text-to-text")`; the same tokens as the own decoding loop
+(`generate_tokens`, what `nvila generate` runs)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, TextIteratorStreamer, pipeline
+
+from nvila.generation import GenerationOptions
+from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration, NVILALiteForConditionalGeneration
+from nvila.models.nvila.processing_nvila import NVILAProcessor
+from tests.conftest import noise_image
+
+QUESTION = "What is in the image?"
+
+
+@pytest.fixture(scope="module", params=["tiny", "tiny-lite"])
+def loaded(request, official):
+    model = AutoModelForImageTextToText.from_pretrained(official[request.param], dtype=torch.float32)
+    return request.param, model, AutoProcessor.from_pretrained(official[request.param])
+
+
+def own_loop(model, processor, inputs, max_new_tokens: int) -> list[list[int]]:
+    steps = model.generate_tokens(
+        **inputs.to_model_kwargs(),
+        options=GenerationOptions(max_new_tokens=max_new_tokens),
+        eos_token_ids=processor.eos_token_ids,
+        pad_token_id=processor.pad_token_id,
+    )
+    return torch.stack(list(steps), dim=1).tolist()
+
+
+def new_tokens(output: torch.Tensor, inputs) -> list[list[int]]:
+    return output[:, inputs["input_ids"].shape[1] :].tolist()
+
+
+def test_the_auto_classes_load_the_checkpoint_class_and_its_processor(loaded):
+    name, model, processor = loaded
+    assert type(model) is (NVILALiteForConditionalGeneration if name == "tiny-lite" else NVILAForConditionalGeneration)
+    assert isinstance(processor, NVILAProcessor) and model.dtype == torch.float32
+    assert model.generation_config.eos_token_id == processor.eos_token_ids
+
+
+def test_greedy_generate_gives_the_tokens_of_the_own_loop(loaded):
+    _, model, processor = loaded
+    inputs = processor(text=QUESTION, images=[noise_image(300, 200)])
+    output = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert new_tokens(output, inputs) == own_loop(model, processor, inputs, 6)
+
+
+def test_a_left_padded_batch_gives_each_prompt_its_own_tokens(loaded):
+    _, model, processor = loaded
+    prompts = [QUESTION, "Name every colour you can see in this picture, one by one."]
+    images = [[noise_image(300, 200, seed=1)], [noise_image(120, 90, seed=2)]]
+    batch = processor(text=prompts, images=images)
+    assert batch["attention_mask"][0, 0] == 0  # the shorter prompt is padded on the left
+    together = new_tokens(model.generate(**batch, max_new_tokens=5, do_sample=False), batch)
+    for row, (prompt, image) in enumerate(zip(prompts, images)):
+        alone = processor(text=prompt, images=image)
+        expected = new_tokens(model.generate(**alone, max_new_tokens=5, do_sample=False), alone)[0]
+        got = together[row][: len(expected)]
+        assert got == expected
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(loaded):
+    _, model, processor = loaded
+    inputs = processor(text=QUESTION, images=[noise_image(64, 64)])
+    greedy = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=5, do_sample=True, top_k=1), greedy)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(model.generate(**inputs, max_new_tokens=5, do_sample=True, temperature=5.0, top_k=0))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_a_streamer_gets_the_text_and_a_stop_string_ends_it(loaded):
+    _, model, processor = loaded
+    inputs = processor(text=QUESTION, images=[noise_image(64, 64)])
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    answer = processor.decode(new_tokens(output, inputs)[0])
+    streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    worker = threading.Thread(
+        target=model.generate, kwargs={**inputs, "max_new_tokens": 8, "do_sample": False, "streamer": streamer}
+    )
+    worker.start()
+    streamed = "".join(streamer)
+    worker.join()
+    assert streamed == answer
+    full = new_tokens(output, inputs)[0]
+    # a stop string that the answer completes early: the last two characters of its first prefix ending in two
+    # ASCII letters or digits (a random model also says byte pieces, which decode to U+FFFD)
+    prefixes = (processor.decode(full[:k]) for k in range(1, len(full)))
+    stop = next(text[-2:] for text in prefixes if text[-2:].isascii() and text[-2:].isalnum())
+    stopped = model.generate(
+        **inputs, max_new_tokens=8, do_sample=False, stop_strings=[stop], tokenizer=processor.tokenizer
+    )
+    kept = new_tokens(stopped, inputs)[0]
+    assert kept == full[: len(kept)] and len(kept) < len(full)  # it ends at the first token that completes `stop`
+    assert stop in processor.decode(kept) and stop not in processor.decode(kept[:-1])
+
+
+def test_the_image_text_to_text_pipeline_answers_a_chat(loaded):
+    _, model, processor = loaded
+    image = noise_image(200, 120)
+    chat = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": QUESTION}]}]
+    answer = pipeline("image-text-to-text", model=model, processor=processor)(text=chat, max_new_tokens=6)
+    inputs = processor(text=QUESTION, images=[image])
+    expected = processor.decode(own_loop(model, processor, inputs, 6)[0])
+    assert answer[0]["generated_text"][-1] == {"role": "assistant", "content": expected}
