@@ -10,9 +10,9 @@ cache never hits), greedy, with an answer budget drawn between --tokens/2 and 3 
 ignored, like vLLM's --ignore-eos, so every method does the same work; --stop-at-eos to stop there). Methods:
 - engine: `InferenceEngine` (preallocated KV cache, continuous batching) with --max-batch slots (default: the
   largest C); the requests are encoded and submitted one after another, as a server would;
-- sequential: the pipeline's decoding loop (`model.generate_tokens`: transformers' Qwen2 with a DynamicCache),
-  one request after another, as the server ran before the engine;
-- batched: `model.generate_tokens` on all C prompts as one left-padded batch (static batching: nobody gets a
+- sequential: transformers' `model.generate()` (as `nvila generate` runs it: `pipeline.generate_steps`, a
+  DynamicCache), one request after another, as the server ran before the engine;
+- batched: `model.generate()` on all C prompts as one left-padded batch (static batching: nobody gets a
   token before the whole batch is prefilled, and the batch runs until its longest answer ends).
 Per request: TTFT = first token time - arrival; decode rate = (tokens - 1) / (last token time - first). Per
 run: throughput = all tokens / wall time. The table shows medians over requests (and over --repeats runs)
@@ -41,6 +41,7 @@ from nvila.engine.config import EngineConfig
 from nvila.engine.core import InferenceEngine
 from nvila.engine.events import Failed, Finished, Step
 from nvila.generation import GenerationOptions, TextStream
+from nvila.pipeline import generate_steps
 
 QUESTIONS = [
     "How many circles are there?",
@@ -151,19 +152,15 @@ def run_engine(engine: InferenceEngine, requests: list[Request]) -> Run:
 
 
 def _generate(model, processor, requests: list[Request], start: float) -> tuple[list, list[str]]:
-    """The pipeline's loop on `requests` as one left-padded batch (model.generate_tokens, detokenised with the
-    pipeline's TextStream): per-row token times and answers. The batch runs until its longest answer ends."""
+    """`model.generate()` on `requests` as one left-padded batch (`generate_steps`, detokenised with the pipeline's
+    TextStream): per-row token times and answers. The batch runs until its longest answer ends."""
     inputs = processor([r.prompt for r in requests], [r.images for r in requests])
     eos = set(processor.eos_token_ids)
     times: list[list[float]] = [[] for _ in requests]
     streams = [TextStream([]) for _ in requests]
     answers = ["" for _ in requests]
-    steps = model.generate_tokens(
-        **inputs.to_model_kwargs(),
-        options=GenerationOptions(max_new_tokens=max(r.max_new_tokens for r in requests)),
-        eos_token_ids=processor.eos_token_ids,
-        pad_token_id=processor.pad_token_id,
-    )
+    options = GenerationOptions(max_new_tokens=max(r.max_new_tokens for r in requests))
+    steps = generate_steps(model, inputs, options, processor.eos_token_ids, processor.pad_token_id)
     try:
         for step in steps:
             now = time.perf_counter() - start
@@ -247,7 +244,7 @@ def main() -> None:
     )
     parser.add_argument("--stop-at-eos", action="store_true", help="end answers at the end token")
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's decode step (CUDA)")
-    parser.add_argument("--no-batched", action="store_true", help="skip the static-batch generate_tokens method")
+    parser.add_argument("--no-batched", action="store_true", help="skip the static-batch generate() method")
     parser.add_argument("--json", type=Path, default=Path("docs/performance/engine.json"), help="where to write")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]

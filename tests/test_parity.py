@@ -13,6 +13,7 @@ import torch
 
 import nvila
 from nvila.generation import GenerationOptions
+from nvila.pipeline import generate_steps
 from tests.conftest import PARITY_DIR
 
 pytestmark = pytest.mark.skipif(not PARITY_DIR.is_dir(), reason="official test vectors (../shared/parity) not present")
@@ -62,9 +63,7 @@ def test_logits_and_greedy_tokens(case):
     with torch.no_grad():
         logits = model(**inputs.to_model_kwargs()).logits
     np.testing.assert_allclose(logits.numpy(), arrays["logits"], rtol=0, atol=ATOL)
-    steps = model.generate_tokens(
-        **inputs.to_model_kwargs(), options=GenerationOptions(max_new_tokens=8), eos_token_ids=processor.eos_token_ids
-    )
+    steps = generate_steps(model, inputs, GenerationOptions(max_new_tokens=8), processor.eos_token_ids, 0)
     assert [int(t) for t in steps] == reference["generated_ids"]
     assert processor.eos_token_ids == reference["stop_token_ids"]
 

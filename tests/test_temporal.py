@@ -78,6 +78,7 @@ def test_navigation_prompt_and_actions():
 
 def test_navigation_prompt_runs_through_the_model(tiny):
     from nvila.generation import GenerationOptions
+    from nvila.pipeline import generate_steps
     from tests.conftest import noise_image
 
     model, processor = tiny
@@ -86,5 +87,5 @@ def test_navigation_prompt_runs_through_the_model(tiny):
     # several images: one 448 resize each, in the order given (the current view last)
     assert int((inputs.input_ids == processor.image_token_id).sum()) == 3 * processor.config.tokens_per_tile
     assert inputs.image_block_sizes == [None, None, None]
-    steps = list(model.generate_tokens(**inputs.to_model_kwargs(), options=GenerationOptions(max_new_tokens=2)))
+    steps = list(generate_steps(model, inputs, GenerationOptions(max_new_tokens=2), [], pad_token_id=0))
     assert len(steps) == 2

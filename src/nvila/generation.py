@@ -2,8 +2,8 @@
 
 Owns: `GenerationOptions` (validated), `select_next_token` (one set of options for a batch),
 `select_next_tokens` (per-sequence options and generators, for the serving engine) and `TextStream`
-(incremental detokenisation, stop strings, EOS). Shared by `nvila.pipeline` and `nvila.engine`; does not
-own any decoding loop (`NVILAForConditionalGeneration.generate_tokens`, `nvila.engine.core`).
+(incremental detokenisation, stop strings, EOS). Shared by `nvila.pipeline` (transformers' `generate()`) and
+`nvila.engine`; does not own any decoding loop (the engine's is `nvila.engine.core`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nvila.generation import GenerationOptions
+from nvila.pipeline import generate_steps
 from nvila.prompt import IGNORE_INDEX
 from tests.conftest import noise_image
 
@@ -61,8 +62,8 @@ def test_loss_backpropagates_into_all_parts(tiny):
     model.zero_grad()
 
 
-def _tokens(model, inputs, **options):
-    steps = model.generate_tokens(**inputs.to_model_kwargs(), options=GenerationOptions(**options))
+def _tokens(model, inputs, eos=(), **options):
+    steps = generate_steps(model, inputs, GenerationOptions(**options), eos, pad_token_id=0)
     return torch.stack(list(steps), dim=1)
 
 
@@ -94,12 +95,7 @@ def test_sampling_is_seeded_and_eos_stops(tiny):
     assert torch.equal(a, b) and not torch.equal(a, c)
     greedy = _tokens(model, inputs, max_new_tokens=6)
     first = int(greedy[0, 0])
-    steps = list(
-        model.generate_tokens(
-            **inputs.to_model_kwargs(), options=GenerationOptions(max_new_tokens=6), eos_token_ids=[first]
-        )
-    )
-    assert len(steps) == 1
+    assert _tokens(model, inputs, eos=[first], max_new_tokens=6).shape == (1, 1)
 
 
 def test_video_tokens_are_pooled_frame_features(tiny):
@@ -131,5 +127,4 @@ def test_mixed_image_and_video_batch(tiny):
     )
     assert int((inputs.input_ids == cfg.video_token_id).sum()) == cfg.tokens_per_tile * (3 + 5)  # no pooling
     assert inputs.video_frame_counts == [3, 5]
-    steps = list(model.generate_tokens(**inputs.to_model_kwargs(), options=GenerationOptions(max_new_tokens=3)))
-    assert len(steps) == 3 and steps[0].shape == (2,)
+    assert _tokens(model, inputs, max_new_tokens=3).shape == (2, 3)

@@ -1,8 +1,9 @@
 """`NVILAForConditionalGeneration`: SigLIP tower -> projector -> Qwen2, with media embedded in the prompt.
 
 Owns: turning tiles into visual embeddings (`get_image_features`), placing them on the prompt's media
-token positions (one `masked_scatter`), the training forward (loss where labels != -100) and the token-level
-decoding loop with a KV cache. Does not own pixels, tokenizers or text (see `processing`, `pipeline`).
+token positions (one `masked_scatter`), the training forward (loss where labels != -100), transformers' `generate()`
+hooks (media on the prefill only) and `from_pretrained` (through `nvila.loader`). Does not own pixels, tokenizers
+or text (see `processing`, `pipeline`); decoding is transformers' `generate()` (the engine has its own loop).
 
 The prompt holds one media token id per visual embedding (the processor expands each placeholder with
 pure arithmetic from `geometry`), so fusing is a single masked scatter checked against the feature count.
@@ -12,15 +13,14 @@ Shapes: b batch, l sequence, n tiles, t tokens per tile, h LLM width.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import Cache, DynamicCache, GenerationMixin, PreTrainedModel, Qwen2ForCausalLM
+from transformers import Cache, GenerationMixin, PreTrainedModel, Qwen2ForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from nvila.generation import GenerationOptions, select_next_token
 from nvila.models.nvila.configuration_nvila import NVILAConfig
 from nvila.models.nvila.configuration_pretrained import (
     MODEL_TYPE_OF_PROJECTOR,
@@ -242,62 +242,6 @@ class NVILAForConditionalGeneration(PreTrainedModel, GenerationMixin):
             for key in MEDIA_INPUTS:
                 inputs.pop(key, None)
         return inputs
-
-    # ---- decoding -----------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def generate_tokens(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        image_block_sizes: Sequence[BlockSize] | None = None,
-        video_pixel_values: torch.Tensor | None = None,
-        video_frame_counts: Sequence[int] | None = None,
-        options: GenerationOptions | None = None,
-        eos_token_ids: Sequence[int] = (),
-        pad_token_id: int = 0,
-    ) -> Iterator[torch.Tensor]:
-        """Yield the next token of every sequence, [b], once per step.
-
-        Prompts are left-padded ([b, l] with attention_mask 0 on padding). A finished sequence (it
-        produced an EOS id) yields `pad_token_id` afterwards; the loop ends when all are finished or after
-        `options.max_new_tokens` steps. Closing the generator stops decoding.
-        """
-        options = options or GenerationOptions()
-        device = self.device
-        input_ids = input_ids.to(device)
-        b = input_ids.shape[0]
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
-        generator = None
-        if options.seed is not None:
-            generator = torch.Generator(device=device).manual_seed(options.seed)
-        eos = torch.tensor(list(eos_token_ids), device=device, dtype=torch.long)
-        finished = torch.zeros(b, dtype=torch.bool, device=device)
-
-        embeds = self.embed(input_ids, pixel_values, image_block_sizes, video_pixel_values, video_frame_counts)
-        cache = DynamicCache(config=self.llm.config) if options.use_cache else None
-        step_embeds = embeds
-        for _ in range(options.max_new_tokens):
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens start at 0
-            if cache is not None and cache.get_seq_length() > 0:
-                positions = positions[:, -step_embeds.shape[1] :]
-            out = self.llm(
-                inputs_embeds=step_embeds,
-                attention_mask=mask,
-                position_ids=positions,
-                cache=cache,
-                use_cache=cache is not None,
-                logits_to_keep=1,
-            )
-            next_ids = select_next_token(out.logits[:, -1], options, generator)
-            next_ids = torch.where(finished, torch.full_like(next_ids, pad_token_id), next_ids)
-            yield next_ids
-            finished |= torch.isin(next_ids, eos)
-            if bool(finished.all()):
-                return
-            new_embeds = self.llm.get_input_embeddings()(next_ids[:, None])  # [b, 1, h]
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            step_embeds = new_embeds if cache is not None else torch.cat([step_embeds, new_embeds], dim=1)
 
 
 class NVILALiteForConditionalGeneration(NVILAForConditionalGeneration):
