@@ -29,6 +29,9 @@ UPWARD_ALLOWED = {
     # transformers' convention: loading is a classmethod of the model and processor classes (`AutoModel` calls it)
     ("nvila.models.nvila.modeling_nvila", "nvila.loader"),
     ("nvila.models.nvila.processing_nvila", "nvila.loader"),
+    # ... and so is saving (`save_pretrained`)
+    ("nvila.models.nvila.modeling_nvila", "nvila.convert.save_pretrained"),
+    ("nvila.models.nvila.processing_nvila", "nvila.convert.save_pretrained"),
 }
 LAYER_OF = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
 

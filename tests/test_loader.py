@@ -140,3 +140,17 @@ def test_attn_implementation_reaches_the_tower_and_the_llm(official):
     assert model.vision_tower.model.config._attn_implementation == "eager"
     with pytest.raises(ValueError, match="no_such_attention"):
         nvila.NVILAForConditionalGeneration.from_pretrained(official["tiny"], attn_implementation="no_such_attention")
+
+
+def test_save_pretrained_writes_a_folder_that_loads_back_the_same(tmp_path, official):
+    model, processor = nvila.load(official["tiny-lite"])
+    model.save_pretrained(tmp_path / "saved")
+    processor.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "model.safetensors").is_file() and (tmp_path / "saved" / "modeling_nvila.py").is_file()
+    again = nvila.NVILALiteForConditionalGeneration.from_pretrained(tmp_path / "saved", dtype=torch.float32)
+    again_processor = nvila.NVILAProcessor.from_pretrained(tmp_path / "saved")
+    assert again.nvila_config == model.nvila_config.replace(name="saved") and same_weights(again, model)
+    image = noise_image(300, 160)
+    inputs, reloaded_inputs = processor(text="Q?", images=[image]), again_processor(text="Q?", images=[image])
+    assert torch.equal(inputs["input_ids"], reloaded_inputs["input_ids"])
+    assert torch.equal(again.generate(**inputs, max_new_tokens=4), model.generate(**inputs, max_new_tokens=4))

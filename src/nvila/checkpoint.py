@@ -368,7 +368,7 @@ def resolve_dtype(name: str) -> torch.dtype:
         raise ConfigError(f"unknown dtype {name!r}; use one of {', '.join(table)}") from None
 
 
-def _part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, torch.Tensor]:
+def part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, torch.Tensor]:
     """The part's tensors under their file names: parameters in bf16, buffers (quantized data) as they are."""
     prefix = PARTS[part]
     parameters = dict(model.named_parameters(remove_duplicate=False))
@@ -386,6 +386,15 @@ def _part_state(model: NVILAForConditionalGeneration, part: str) -> dict[str, to
     return out
 
 
+def model_configs(model: NVILAForConditionalGeneration, root_name: str) -> dict[str, dict[str, Any]]:
+    """The official configs of `model` (`official_config`), with the "quantization_config" of its quantized parts."""
+    configs = official_config(model.nvila_config, root_name)
+    quantized = quantization_configs(model.llm, model.vision_tower.model, tower_prefix=OFFICIAL_TOWER_PREFIX)
+    for part, config in quantized.items():
+        configs[part]["quantization_config"] = config  # also in the top config's llm_cfg / vision_tower_cfg
+    return configs
+
+
 def save(
     model: NVILAForConditionalGeneration,
     tokenizer: PreTrainedTokenizerBase,
@@ -401,14 +410,11 @@ def save(
     if root.exists() and not overwrite:
         raise CheckpointError(f"{root} already exists; pass overwrite=True (--overwrite) to replace it")
     with atomic_folder(root) as tmp:
-        configs = official_config(model.nvila_config, root.name)
-        quantized = quantization_configs(model.llm, model.vision_tower.model, tower_prefix=OFFICIAL_TOWER_PREFIX)
-        for part, config in quantized.items():
-            configs[part]["quantization_config"] = config  # also in the top config's llm_cfg / vision_tower_cfg
+        configs = model_configs(model, root.name)
         for part in PARTS:
             (tmp / part).mkdir()
             (tmp / part / "config.json").write_text(json.dumps(configs[part], indent=2))
-            save_file(_part_state(model, part), str(tmp / part / "model.safetensors"), metadata={"format": "pt"})
+            save_file(part_state(model, part), str(tmp / part / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "vision_tower" / "preprocessor_config.json").write_text(
             json.dumps(preprocessor_config(model.nvila_config), indent=2)
         )

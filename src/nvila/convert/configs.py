@@ -55,6 +55,14 @@ def auto_map(model_type: str) -> dict[str, str]:
     }
 
 
+def processor_config(processor_class_ref: str) -> dict[str, object]:
+    """`processor_config.json`: the AutoProcessor's remote-code reference and the processor's class name."""
+    return {
+        "auto_map": {"AutoProcessor": processor_class_ref},
+        "processor_class": processor_class_ref.rsplit(".", 1)[1],
+    }
+
+
 #: The geometry a released HF folder without our record is taken to have.
 PRESET_OF_MODEL_TYPE = {"nvila": "nvila-8b", "nvila_lite": "nvila-lite-8b"}
 #: The keys `hf_config` sets (a folder without our record has them dropped on the way back).

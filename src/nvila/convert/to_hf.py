@@ -21,7 +21,14 @@ from pathlib import Path
 
 from nvila.atomic import atomic_folder
 from nvila.checkpoint import PARTS, config_from_official, read_json, safetensors_files
-from nvila.convert.configs import auto_map, hf_config, model_type_of, remote_code_files, sglang_notes
+from nvila.convert.configs import (
+    auto_map,
+    hf_config,
+    model_type_of,
+    processor_config,
+    remote_code_files,
+    sglang_notes,
+)
 from nvila.convert.layout import (
     PREPROCESSOR_CONFIG,
     PROCESSOR_CONFIG,
@@ -81,9 +88,7 @@ def to_hf(
         )
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if not (tmp / PROCESSOR_CONFIG).exists():
-            processor = own_map["AutoProcessor"]
-            auto = {"auto_map": {"AutoProcessor": processor}, "processor_class": processor.rsplit(".", 1)[1]}
-            (tmp / PROCESSOR_CONFIG).write_text(json.dumps(auto, indent=2))
+            (tmp / PROCESSOR_CONFIG).write_text(json.dumps(processor_config(own_map["AutoProcessor"]), indent=2))
         if (src / "vision_tower" / PREPROCESSOR_CONFIG).is_file():
             shutil.copy2(src / "vision_tower" / PREPROCESSOR_CONFIG, tmp / PREPROCESSOR_CONFIG)
         taken = {"config.json", PROCESSOR_CONFIG, PREPROCESSOR_CONFIG, RECORD_NAME, INDEX_NAME, *code}

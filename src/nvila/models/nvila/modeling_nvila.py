@@ -82,6 +82,23 @@ class NVILAForConditionalGeneration(PreTrainedModel, GenerationMixin):
             raise TypeError("from_pretrained takes the model and keyword arguments only")
         return load_pretrained(pretrained_model_name_or_path, **kwargs)
 
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Write the model into `save_directory` in the HF layout (`nvila.convert.save_pretrained.save_model`); save
+        the processor there too (`processor.save_pretrained`) for a folder that loads. One safetensors file."""
+        from nvila.convert.save_pretrained import save_model
+
+        if push_to_hub:
+            raise ValueError("save locally, then upload the folder with `hf upload` (push_to_hub is not supported)")
+        if is_main_process:
+            save_model(self, save_directory)
+
     def _init_weights(self, module: nn.Module) -> None:
         """Nothing: the tower and the LLM initialise themselves (transformers), the projector at construction."""
 

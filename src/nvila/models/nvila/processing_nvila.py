@@ -409,6 +409,15 @@ class NVILAProcessor(ProcessorMixin):
         inputs = self(texts, images, videos, **(processor_kwargs or {}))
         return inputs if return_dict else inputs["input_ids"]
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Write the tokenizer, chat template and image processor config into `save_directory` (HF layout;
+        `nvila.convert.save_pretrained.save_processor`), beside the model's files."""
+        from nvila.convert.save_pretrained import save_processor
+
+        if kwargs.get("push_to_hub"):
+            raise ValueError("save locally, then upload the folder with `hf upload` (push_to_hub is not supported)")
+        save_processor(self, save_directory)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> NVILAProcessor:
         """The processor of a model: a folder in either layout or a hub id (`nvila.loader.load_processor`)."""
