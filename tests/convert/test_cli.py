@@ -29,7 +29,11 @@ def fails(capsys, *argv) -> str:
 def test_both_ways_through_the_command(official, tmp_path, capsys, caplog):
     code, out, _ = run(capsys, "--to", "hf", official["tiny-lite"], tmp_path / "hf", "--max-shard-size", "100kB")
     assert code == 0 and out.startswith(f"wrote {tmp_path / 'hf'}: hf layout, nvila_lite, ")
-    assert "has no remote code" in caplog.text and "SGLang: the vision tower is 32 wide" in caplog.text
+    assert "SGLang: the vision tower is 32 wide" in caplog.text
+    auto_map = json.loads((tmp_path / "hf" / "config.json").read_text())["auto_map"]
+    assert {ref.split(".")[0] + ".py" for ref in auto_map.values()} == {
+        p.name for p in (tmp_path / "hf").glob("*.py")
+    }  # nvila's own remote code, every module the auto_map names
     assert len(list((tmp_path / "hf").glob("model-*-of-*.safetensors"))) > 1
     assert_modes_follow_umask(tmp_path / "hf")
     code, out, _ = run(capsys, "--to", "official", tmp_path / "hf", tmp_path / "back")
@@ -110,8 +114,8 @@ def test_code_from_copies_the_remote_code_of_the_same_model_type(official, tmp_p
     (ref / "processing_x.py").write_text("# processor code\n")
     (ref / "processor_config.json").write_text(json.dumps({"auto_map": {"AutoProcessor": "processing_x.P"}}))
     code, _, _ = run(capsys, "--to", "hf", official["tiny-lite"], tmp_path / "hf", "--code-from", ref)
-    assert code == 0 and "has no remote code" not in caplog.text
     out = tmp_path / "hf"
+    assert code == 0 and not (out / "modeling_nvila.py").exists()  # the reference's code instead of nvila's
     assert (out / "configuration_x.py").read_text() == "# config code\n" and (out / "processing_x.py").is_file()
     assert json.loads((out / "config.json").read_text())["auto_map"] == auto_map
     assert json.loads((out / "processor_config.json").read_text())["auto_map"]["AutoProcessor"] == "processing_x.P"

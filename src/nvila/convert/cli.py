@@ -32,8 +32,9 @@ def add_convert_args(p: argparse.ArgumentParser) -> None:
         "--code-from",
         type=Path,
         metavar="DIR",
-        help="with --to hf: copy the remote code (*.py, processor_config.json) SGLang loads with "
-        "--trust-remote-code from DIR, a downloaded -hf checkpoint of the same model type",
+        help="with --to hf: copy the remote code (*.py, processor_config.json) from DIR, a downloaded -hf "
+        "checkpoint of the same model type, instead of writing nvila's own (small modules that import the "
+        "installed nvila, for transformers' and SGLang's trust_remote_code)",
     )
 
 
@@ -47,13 +48,6 @@ def run_convert(args: argparse.Namespace) -> int:
         done = to_hf(
             args.path, args.out, overwrite=args.overwrite, max_shard_bytes=args.max_shard_size, code_from=args.code_from
         )
-        if args.code_from is None:
-            log.warning(
-                "%s has no remote code: SGLang (--trust-remote-code) needs the *.py files of a released %s -hf "
-                "checkpoint; copy them in, or convert again with --code-from DIR",
-                done.path,
-                done.model_type,
-            )
         for note in done.notes:
             log.warning("SGLang: %s", note)
     else:
