@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from nvila.atomic import atomic_folder
 from nvila.errors import CheckpointError
-from nvila.finetune.methods import ADAPTER_NAME, base_fingerprint
+from nvila.finetune.methods import ADAPTER_NAME, base_fingerprint, quiet_peft_probe
 from nvila.json_io import read_json
 from nvila.loader import load
 from nvila.models.nvila.configuration_nvila import NVILAConfig
@@ -174,7 +174,8 @@ def load_finetuned(
             raise CheckpointError(message + " (pass allow_other_base=True to load them anyway)")
         log.warning(message)
     model.load_state_dict(load_file(str(adapters / NON_LORA), device=str(model.device)), strict=False)
-    peft_model = PeftModel.from_pretrained(model, str(adapters), adapter_name=ADAPTER_NAME, is_trainable=False)
+    with quiet_peft_probe():
+        peft_model = PeftModel.from_pretrained(model, str(adapters), adapter_name=ADAPTER_NAME, is_trainable=False)
     if merge:
         model = peft_model.merge_and_unload()
     return model.eval(), processor

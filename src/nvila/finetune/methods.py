@@ -10,8 +10,11 @@ lr * vision_lr_ratio, LoRA factors of the tower included).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -101,7 +104,8 @@ def apply_finetune(model: NVILAForConditionalGeneration, spec: FinetuneSpec):
     if spec.lora_targets is not None:
         from peft import get_peft_model
 
-        peft_model = get_peft_model(model, lora_config(spec), adapter_name=ADAPTER_NAME)  # freezes all but LoRA
+        with quiet_peft_probe():
+            peft_model = get_peft_model(model, lora_config(spec), adapter_name=ADAPTER_NAME)  # freezes all but LoRA
     model.mm_projector.requires_grad_(True)
     if spec.method == "full":
         model.llm.requires_grad_(True)
@@ -114,6 +118,15 @@ def apply_finetune(model: NVILAForConditionalGeneration, spec: FinetuneSpec):
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
     return peft_model
+
+
+@contextlib.contextmanager
+def quiet_peft_probe() -> Iterator[None]:
+    """Hide the FutureWarning transformers 5.25 gives when peft probes `model.is_gradient_checkpointing` (peft's
+    wrapping reads it; nothing for a user to change)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def trainable_counts(model: NVILAForConditionalGeneration) -> dict[str, int]:
