@@ -58,6 +58,7 @@ def test_shipped_model_reads_fresh_charts(shipped, kind, question, truth, at_lea
     assert len(set(answers)) > 2  # answers follow the image, not one fixed guess
 
 
+@pytest.mark.slow  # a fresh interpreter (~6 s); `make test-slow` and CI run it
 def test_demo_command_prints_the_answer_and_nothing_else():
     # the README's main command in a fresh process: optional libraries that transformers imports when present
     # (torchao warns about CUDA kernels on CPU builds) must not clutter the demo's output

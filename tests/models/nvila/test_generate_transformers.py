@@ -28,14 +28,16 @@ def loaded(request, official):
 
 
 def reference_greedy(model, inputs, max_new_tokens: int) -> list[list[int]]:
-    """Greedy tokens of one prompt, each step a full forward of the prompt and the answer so far (no cache)."""
-    ids = inputs["input_ids"]
-    media = {k: inputs[k] for k in MEDIA_INPUTS}
-    for _ in range(max_new_tokens):
-        with torch.no_grad():
-            logits = model(input_ids=ids, **media).logits[:, -1]
-        ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
-    return ids[:, inputs["input_ids"].shape[1] :].tolist()
+    """Greedy tokens of one prompt, each step a full forward of the LLM over the prompt's embeddings and the answer
+    so far (no cache)."""
+    with torch.no_grad():
+        embeds = model.embed(**{k: inputs[k] for k in ("input_ids", *MEDIA_INPUTS)})  # [1, l, h]
+        answer = []
+        for _ in range(max_new_tokens):
+            token = model.llm(inputs_embeds=embeds).logits[:, -1].argmax(-1)  # [1]
+            answer.append(int(token))
+            embeds = torch.cat([embeds, model.get_input_embeddings()(token)[:, None]], dim=1)
+    return [answer]
 
 
 def new_tokens(output: torch.Tensor, inputs) -> list[list[int]]:
@@ -49,7 +51,7 @@ def test_the_auto_classes_load_the_checkpoint_class_and_its_processor(loaded):
     assert model.generation_config.eos_token_id == processor.eos_token_ids
 
 
-def test_greedy_generate_gives_the_tokens_of_the_own_loop(loaded):
+def test_greedy_generate_gives_the_reference_tokens(loaded):
     _, model, processor = loaded
     inputs = processor(text=QUESTION, images=[noise_image(300, 200)])
     output = new_tokens(model.generate(**inputs, max_new_tokens=6, do_sample=False), inputs)
@@ -58,8 +60,9 @@ def test_greedy_generate_gives_the_tokens_of_the_own_loop(loaded):
 
 def test_a_left_padded_batch_gives_each_prompt_its_own_tokens(loaded):
     _, model, processor = loaded
-    prompts = [QUESTION, "Name every colour you can see in this picture, one by one."]
-    images = [[noise_image(300, 200, seed=1)], [noise_image(120, 90, seed=2)]]
+    prompts = [QUESTION, "Name every colour you can see in these pictures, one by one."]
+    # two images per prompt: one tile each (a single image gets the full tiling, 2304 tokens with Dynamic-S2)
+    images = [[noise_image(64, 48, seed=s) for s in (1, 2)], [noise_image(48, 64, seed=s) for s in (3, 4)]]
     batch = processor(text=prompts, images=images)
     assert batch["attention_mask"][0, 0] == 0  # the shorter prompt is padded on the left
     together = new_tokens(model.generate(**batch, max_new_tokens=5, do_sample=False), batch)
@@ -72,7 +75,7 @@ def test_a_left_padded_batch_gives_each_prompt_its_own_tokens(loaded):
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy(loaded):
     _, model, processor = loaded
-    inputs = processor(text=QUESTION, images=[noise_image(64, 64)])
+    inputs = processor(text=QUESTION)  # (text only: sampling does not depend on the media)
     greedy = model.generate(**inputs, max_new_tokens=5, do_sample=False)
     assert torch.equal(model.generate(**inputs, max_new_tokens=5, do_sample=True, top_k=1), greedy)
     runs = []
@@ -84,7 +87,7 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(loaded):
 
 def test_a_streamer_gets_the_text_and_a_stop_string_ends_it(loaded):
     _, model, processor = loaded
-    inputs = processor(text=QUESTION, images=[noise_image(64, 64)])
+    inputs = processor(text=QUESTION)  # (text only: streaming and stopping do not depend on the media)
     output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     answer = processor.decode(new_tokens(output, inputs)[0])
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
