@@ -65,14 +65,13 @@ def test_the_cache_writes_prompts_into_their_slots_and_tokens_at_their_positions
     torch.testing.assert_close(cache.keys[0][2, :, :5], keys[0])
     torch.testing.assert_close(cache.values[0][0, :, :5], keys[1] + 1)
     new = torch.randn(3, 2, 1, 4)  # [n, k, 1, d]: one token for slots 0, 1, 2
-    cache.write = DecodeWrite(torch.tensor([5, 0, 6]), span=7)
-    out_keys, out_values = cache.update(new, new, 0)
+    out_keys, out_values = cache.store(new, new, 0, DecodeWrite(torch.tensor([5, 0, 6]), span=7))
     assert out_keys.shape == (3, 2, 7, 4) and out_keys.data_ptr() == cache.keys[0].data_ptr()  # a view
     torch.testing.assert_close(cache.keys[0][0, :, 5], new[0, :, 0])
     torch.testing.assert_close(cache.keys[0][2, :, 6], new[2, :, 0])
     torch.testing.assert_close(cache.keys[0][2, :, :5], keys[0])  # the prompt is untouched
     cache.write = None
-    with pytest.raises(RuntimeError, match="write must be set"):
+    with pytest.raises(RuntimeError, match="write must be a PrefillWrite"):
         cache.update(new, new, 0)
 
 

@@ -2,9 +2,10 @@
 
 Owns: the K/V buffers, each slot's length, and how one forward writes into them — prefill (a right-padded
 batch of new prompts, each into its own slot, attending to itself only) or decode (one token for each of
-the first n slots, at that slot's own position, attending to the slot's first `span` positions). Plugs
-into transformers' Qwen2 decoder as a `Cache`: its attention layers call `update` after RoPE, with K/V
-at KV-head width (GQA heads are repeated by the attention function, not stored). Does not own which slot
+the first n slots, at that slot's own position, attending to the slot's first `span` positions). A prefill plugs
+into transformers' Qwen2 decoder as a `Cache` (its attention layers call `update` after RoPE); a decode step is
+the runner's own pass, which calls `store`. K/V are kept at KV-head width (GQA heads are shared by the attention,
+not stored). Does not own which slot
 holds which request (`core`) or the attention masks (`runner`).
 
 Shapes: s slots, k KV heads, m max_len, d head dim; b prompts, l padded prompt length; n decode rows.
@@ -48,7 +49,7 @@ class SlotKVCache(Cache):
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.lengths = torch.zeros(slots, dtype=torch.long)
-        self.write: PrefillWrite | DecodeWrite | None = None  #: how the next forward writes (set by the runner)
+        self.write: PrefillWrite | None = None  #: where the next prefill forward writes (set by the runner)
 
     @property
     def slots(self) -> int:
@@ -65,21 +66,27 @@ class SlotKVCache(Cache):
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this layer's new K/V ([b, k, l, d] or [n, k, 1, d]); return the K/V to attend to."""
-        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        """transformers' hook in a prefill forward: store each prompt's K/V ([b, k, l, d]) in its slot; a new prompt
+        attends to itself only, so its own K/V are returned."""
         write = self.write
-        if isinstance(write, PrefillWrite):
-            length = key_states.shape[2]
-            keys[write.slots, :, :length] = key_states
-            values[write.slots, :, :length] = value_states
-            return key_states, value_states  # a new prompt attends to itself only
-        if not isinstance(write, DecodeWrite):
-            raise RuntimeError("SlotKVCache.write must be set before a forward")
+        if not isinstance(write, PrefillWrite):
+            raise RuntimeError("SlotKVCache.write must be a PrefillWrite before a prefill forward")
+        length = key_states.shape[2]
+        self.keys[layer_idx][write.slots, :, :length] = key_states
+        self.values[layer_idx][write.slots, :, :length] = value_states
+        return key_states, value_states
+
+    def store(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, write: DecodeWrite
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decode step: write row i's K/V ([n, k, 1, d]) at its position in slot i; return the [n, k, span, d]
+        views to attend to (cached positions and the new one)."""
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
         rows = write.positions.shape[0]
         index = torch.arange(rows, device=keys.device)
         keys[index, :, write.positions] = key_states[:, :, 0]  # [n, k, d] at (row, :, position)
         values[index, :, write.positions] = value_states[:, :, 0]
-        return keys[:rows, :, : write.span], values[:rows, :, : write.span]  # views: [n, k, span, d]
+        return keys[:rows, :, : write.span], values[:rows, :, : write.span]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """The longest slot (transformers asks this only when no position ids are given)."""

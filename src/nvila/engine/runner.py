@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch.nn.functional import scaled_dot_product_attention
 from torch.nn.utils.rnn import pad_sequence
+from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
 from nvila.engine.config import EngineConfig
 from nvila.engine.feature_cache import FeatureCache
@@ -157,21 +159,37 @@ class ModelRunner:
         embeds = self.llm.get_input_embeddings()(ids.to(self.device))[:, None]  # [n, 1, h]
         mask = self._mask(allowed.to(self.device)[:, None, None, :])  # [n, 1, 1, t]
         logits = self._decode_step(embeds, positions.to(self.device), mask)  # [n, v]
-        self.cache.write = None
         self.cache.lengths[slots] += 1
         return logits[torch.tensor(slots, device=self.device)]
 
     def _decode_forward(self, embeds: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """One decoder pass for [n, 1, h] embeddings at [n] positions -> [n, v] logits (what gets compiled)."""
-        self.cache.write = DecodeWrite(positions, mask.shape[-1])
-        hidden = self.llm.model(
-            inputs_embeds=embeds,
-            attention_mask={"full_attention": mask},
-            position_ids=positions[:, None],
-            cache=self.cache,
-            use_cache=True,
-        ).last_hidden_state  # [n, 1, h]
-        return self.llm.lm_head(hidden[:, -1])
+        """One decoder pass for [n, 1, h] embeddings at [n] positions -> [n, v] logits (what gets compiled).
+
+        The decoder's own modules (norms, projections, MLPs, rotary embedding) in the order of transformers'
+        `Qwen2DecoderLayer`, called directly: a decode step of a small model is mostly Python overhead, and this
+        skips the generic wrappers around the model, its layers and their attention (output capture, mask
+        building, kwargs handling). Attention is sdpa over the slot's cached span, GQA heads shared, as
+        transformers' sdpa path computes it.
+        """
+        write = DecodeWrite(positions, mask.shape[-1])
+        decoder = self.llm.model
+        cos, sin = decoder.rotary_emb(embeds, positions[:, None])
+        hidden = embeds
+        for index, layer in enumerate(decoder.layers):
+            attn = layer.self_attn
+            x = layer.input_layernorm(hidden)
+            shape = (x.shape[0], 1, -1, attn.head_dim)
+            query = attn.q_proj(x).view(shape).transpose(1, 2)  # [n, heads, 1, d]
+            key = attn.k_proj(x).view(shape).transpose(1, 2)  # [n, kv heads, 1, d]
+            value = attn.v_proj(x).view(shape).transpose(1, 2)
+            query, key = apply_rotary_pos_emb(query, key, cos, sin)
+            key, value = self.cache.store(key, value, index, write)  # [n, kv heads, span, d]
+            out = scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, scale=attn.scaling, enable_gqa=attn.num_key_value_groups > 1
+            )  # [n, heads, 1, d]
+            hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(x.shape[0], 1, -1))
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return self.llm.lm_head(decoder.norm(hidden)[:, -1])
 
     def free(self, slot: int) -> None:
         self.cache.lengths[slot] = 0
