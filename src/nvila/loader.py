@@ -167,11 +167,9 @@ def _single_device(placement: dict[str, Any]) -> str | torch.device | None:
 
 def _dispatch(model: NVILAForConditionalGeneration, placement: dict[str, Any] | str, max_memory: Any) -> None:
     """Spread `model` over devices as `placement` says (a strategy is resolved by transformers / accelerate)."""
-    try:
-        from accelerate import dispatch_model
-        from transformers.integrations.accelerate import _get_device_map
-    except ImportError:
-        raise ConfigError("device_map over several devices needs accelerate: pip install accelerate") from None
+    from accelerate import dispatch_model
+    from transformers.integrations.accelerate import _get_device_map
+
     if isinstance(placement, str):
         placement = _get_device_map(model, placement, max_memory, None)
     dispatch_model(model, device_map=placement)
