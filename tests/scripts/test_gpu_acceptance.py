@@ -50,6 +50,7 @@ def test_each_way_a_part_can_end_is_reported_and_the_rest_goes_on(acceptance, tm
     assert late.status == "skipped" and "budget was spent (30 s left)" in late.reason
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch (~3 s); `make test-slow` and CI run it
 def test_without_a_gpu_the_real_run_refuses_and_names_the_dry_run(tmp_path):
     done = subprocess.run([sys.executable, SCRIPT, "--out", tmp_path], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "no CUDA device; on a CPU run --dry-run" in done.stderr
