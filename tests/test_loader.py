@@ -154,3 +154,12 @@ def test_save_pretrained_writes_a_folder_that_loads_back_the_same(tmp_path, offi
     inputs, reloaded_inputs = processor(text="Q?", images=[image]), again_processor(text="Q?", images=[image])
     assert torch.equal(inputs["input_ids"], reloaded_inputs["input_ids"])
     assert torch.equal(again.generate(**inputs, max_new_tokens=4), model.generate(**inputs, max_new_tokens=4))
+
+
+def test_a_loaded_model_generates_until_its_end_of_turn_token(official):
+    model, processor = nvila.load(official["tiny"])
+    assert model.generation_config.eos_token_id == processor.eos_token_ids
+    inputs = processor(text="Q?")
+    first = int(model.generate(**inputs, max_new_tokens=1)[0, -1])
+    model.generation_config.eos_token_id = [first]  # the first answer token now ends the answer
+    assert model.generate(**inputs, max_new_tokens=5).shape[1] == inputs["input_ids"].shape[1] + 1

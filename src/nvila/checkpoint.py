@@ -325,7 +325,14 @@ def load_files(
         tower_prefix=OFFICIAL_TOWER_PREFIX, where=str(files.root),
     )  # fmt: skip
     load_state(model, files, skip=reinit)
+    set_generation_tokens(model, processor)
     return model, processor
+
+
+def set_generation_tokens(model: NVILAForConditionalGeneration, processor: NVILAProcessor) -> None:
+    """`model.generate()` stops at the processor's end-of-turn ids and pads with its pad id."""
+    model.generation_config.eos_token_id = list(processor.eos_token_ids)
+    model.generation_config.pad_token_id = processor.pad_token_id
 
 
 def processor_from_files(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from nvila.checkpoint import build_model
+from nvila.checkpoint import build_model, set_generation_tokens
 from nvila.models.nvila.configuration_nvila import NVILAConfig, from_name
 from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 from nvila.models.nvila.processing_nvila import NVILAProcessor
@@ -51,4 +51,6 @@ def random_pretrained(
     cfg.image_token_id, cfg.video_token_id = vocab[IMAGE_TOKEN], vocab[VIDEO_TOKEN]
     torch.manual_seed(seed)
     model = build_model(cfg, device=device, dtype=dtype)
-    return model, NVILAProcessor(tokenizer, cfg)
+    processor = NVILAProcessor(tokenizer, cfg)
+    set_generation_tokens(model, processor)
+    return model, processor

@@ -119,15 +119,13 @@ def load_pretrained(model: str | os.PathLike, **kwargs: Any) -> NVILAForConditio
     dtype = _checkpoint_dtype(files) if dtype == "auto" else dtype
     placement = _device_map(args.get("device_map"))
     single = _single_device(placement) if isinstance(placement, dict) else None
-    loaded, processor = load_files(files, name=model_name(model), device=single or "cpu", dtype=dtype)
+    loaded, _ = load_files(files, name=model_name(model), device=single or "cpu", dtype=dtype)
     if args.get("attn_implementation"):
         loaded.set_attn_implementation(args["attn_implementation"])
     if isinstance(placement, dict) and single is not None:
         loaded.hf_device_map = placement
     elif placement is not None:
         _dispatch(loaded, placement, args.get("max_memory"))
-    loaded.generation_config.eos_token_id = processor.eos_token_ids
-    loaded.generation_config.pad_token_id = processor.pad_token_id
     return loaded
 
 

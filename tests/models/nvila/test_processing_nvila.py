@@ -255,3 +255,9 @@ def test_the_image_processor_gives_what_the_model_takes(tiny, tiny_lite):
         assert torch.equal(out["pixel_values"], plain["pixel_values"])
         assert out["image_block_sizes"] == plain["image_block_sizes"]
         assert processor.image_processor.to_dict()["image_aspect_ratio"] == model.nvila_config.image_aspect_ratio
+
+
+def test_the_processor_prints_its_settings(tiny_lite):
+    text = repr(tiny_lite[1])
+    assert text.startswith("NVILAProcessor:") and '"image_aspect_ratio": "dynamic"' in text
+    assert "NVILAImageProcessor" in repr(tiny_lite[1].image_processor)

@@ -409,6 +409,15 @@ class NVILAProcessor(ProcessorMixin):
         inputs = self(texts, images, videos, **(processor_kwargs or {}))
         return inputs if return_dict else inputs["input_ids"]
 
+    def to_dict(self) -> dict[str, Any]:
+        """The processor's settings (what `repr` shows): the model config it tiles for and its video options."""
+        return {
+            "processor_class": type(self).__name__,
+            "config": self.config.to_dict(),
+            "video_timestamps": self.video_timestamps,
+            "video_sampling": self.video_sampling,
+        }
+
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Write the tokenizer, chat template and image processor config into `save_directory` (HF layout;
         `nvila.convert.save_pretrained.save_processor`), beside the model's files."""
