@@ -6,8 +6,9 @@
 Part 1, layers: one linear at NVILA-8B shapes (LLM 3584 -> 3584 and 3584 -> 18944, tower 1152 -> 4304) for
 1 token (decoding) and 256 tokens (prefill): float32 `nn.Linear` vs `AWQLinear` (int4 weight dequantized on
 every call, then a float matmul) vs `W8A8Linear` (int8 x int8 -> int32 `torch._int_mm`).
-Part 2, model: greedy generation of --tokens new tokens on the sample image through `NVILAPipeline`, float vs
-quantized checkpoint (time to the first token and per decoded token).
+Part 2, model: greedy generation of --tokens new tokens on the sample image through transformers' `generate()`
+(`pipeline.generate_steps`, every step timed), float vs quantized checkpoint (time to the first token and per
+decoded token).
 Prints absolute times, ratios against float measured in the same run, and the machine.
 """
 
@@ -25,8 +26,9 @@ from torch import nn
 
 from nvila.assets import DEFAULT_MODEL, SAMPLE_IMAGE
 from nvila.generation import GenerationOptions
+from nvila.loader import load
 from nvila.ops.quantized import AWQLinear, W8A8Linear
-from nvila.pipeline import NVILAPipeline
+from nvila.pipeline import generate_steps
 
 SHAPES = {"llm o 3584->3584": (3584, 3584), "llm up 3584->18944": (3584, 18944), "tower fc1 1152->4304": (1152, 4304)}
 
@@ -63,15 +65,22 @@ def layers(device: torch.device, repeats: int) -> None:
 
 
 def model(path: str, device: torch.device, tokens: int, repeats: int) -> tuple[float, float]:
-    """(ms to the first token, ms per later token) of greedy generation on the sample image."""
-    pipe = NVILAPipeline.from_pretrained(path, device=str(device))
+    """(ms to the first token, ms per later token) of greedy generation on the sample image: the fastest of
+    `repeats` runs after a warm-up, each timing every step of one `generate()` (the end token is ignored, so every
+    run decodes `tokens` tokens)."""
+    loaded, processor = load(path, device=str(device))
+    inputs = processor(text="How many circles are there?", images=[SAMPLE_IMAGE])
     options = GenerationOptions(max_new_tokens=tokens)
-    options_first = GenerationOptions(max_new_tokens=1)
-    prompt = "How many circles are there?"
-    first = best_of(lambda: pipe.generate(prompt, [SAMPLE_IMAGE], options_first), repeats, device)
-    total = best_of(lambda: pipe.generate(prompt, [SAMPLE_IMAGE], options), repeats, device)
-    n = len(pipe.processor.tokenizer(pipe.generate(prompt, [SAMPLE_IMAGE], options)).input_ids)
-    return first, (total - first) / max(1, n - 1)
+    runs = []
+    for _ in range(repeats + 1):
+        start, times = time.perf_counter(), []
+        for _ in generate_steps(loaded, inputs, options, eos_token_ids=[], pad_token_id=processor.pad_token_id):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter())
+        runs.append((1e3 * (times[0] - start), 1e3 * (times[-1] - times[0]) / max(1, len(times) - 1)))
+    measured = runs[1:]
+    return min(first for first, _ in measured), min(token for _, token in measured)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ def test_layout_and_official_names(saved):
     assert_modes_follow_umask(saved)  # readable by other users and services, as `cp` would leave it
     top = json.loads((saved / "config.json").read_text())
     assert top["image_aspect_ratio"] == "dynamic_s2" and top["mm_projector"] == "mlp_downsample"
-    assert top["s2_scales"] == "448,896,1344" and top["mm_hidden_size"] == 96
+    assert top["s2_scales"] == "112,224,336" and top["mm_hidden_size"] == 96
     tower = load_file(saved / "vision_tower" / "model.safetensors")
     assert all(k.startswith("vision_model.") for k in tower)
     assert "vision_model.embeddings.patch_embedding.weight" in tower

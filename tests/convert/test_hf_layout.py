@@ -44,7 +44,7 @@ def test_config_fields_sglang_reads(hf, official, name):
     assert config["auto_map"]["AutoConfig"].startswith("configuration_")
     text, vision = Qwen2Config(**config["text_config"]), SiglipVisionConfig(**config["vision_config"])
     assert (text.hidden_size, text.num_hidden_layers, text.num_key_value_heads) == (32, 2, 2)
-    assert (vision.hidden_size, vision.image_size, vision.patch_size) == (32, 448, 14)
+    assert (vision.hidden_size, vision.image_size, vision.patch_size) == (32, 112, 14)
     tokenizer = nvila.load(official[name])[1].tokenizer
     assert config["image_token_id"] == tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     assert config["video_token_id"] == tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)

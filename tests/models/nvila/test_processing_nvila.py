@@ -28,7 +28,7 @@ def test_expansion_matches_geometry_and_model(tiny, tiny_lite, size):
         inputs = processor("Describe.", [image])
         expected = image_tokens(*size, cfg)
         assert count(inputs.input_ids, cfg.image_token_id) == expected.llm_tokens
-        assert inputs.pixel_values.shape == (expected.vit_tiles, 3, 448, 448)
+        assert inputs.pixel_values.shape == (expected.vit_tiles, 3, cfg.tile_size, cfg.tile_size)
         with torch.no_grad():
             features = model.get_image_features(inputs.pixel_values, inputs.image_block_sizes)
         assert features.shape == (expected.llm_tokens, cfg.text.hidden_size)
@@ -44,13 +44,14 @@ def test_chat_format_and_newlines(tiny, tiny_lite):
     )  # the newline after the image is the media-end embedding
     _, lite = tiny_lite
     ids = lite("Q", [noise_image(1344, 896)]).input_ids[0].tolist()
-    # 7 tiles, each: 121 image tokens, media-end newline, then the prompt's own newline
-    newline = lite.media_end_ids
+    # 7 tiles, each: t image tokens (121 at 448 px, 9 for the tiny 112 px tiles), media-end newline, then the
+    # prompt's own newline
+    newline, t = lite.media_end_ids, lite.config.tokens_per_tile
     runs = [i for i in range(len(ids)) if ids[i] == lite.image_token_id and ids[i - 1] != lite.image_token_id]
     assert len(runs) == 7
     for start in runs:
-        assert ids[start : start + 121] == [lite.image_token_id] * 121
-        assert ids[start + 121 : start + 123] == newline + newline
+        assert ids[start : start + t] == [lite.image_token_id] * t
+        assert ids[start + t : start + t + 2] == newline + newline
 
 
 def test_images_go_first_without_placeholders(tiny):
@@ -77,7 +78,7 @@ def test_batch_left_padding_and_multi_image(tiny):
     assert inputs.attention_mask[:, -1].all()  # left padded: every row ends with a real token
     lengths = inputs.attention_mask.sum(1)
     assert lengths[0] > lengths[1] > lengths[2]  # Dynamic-S2 image > two 1-tile images > text only
-    # the first image is Dynamic-S2 (1 + 4 + grid tiles); the two others are single 448 resizes
+    # the first image is Dynamic-S2 (1 + 4 + grid tiles); the two others are single one-tile resizes
     grid = image_tokens(900, 600, processor.config)
     assert inputs.image_block_sizes == [grid.block_size, None, None]
     assert inputs.pixel_values.shape[0] == grid.vit_tiles + 2

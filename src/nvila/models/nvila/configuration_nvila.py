@@ -342,7 +342,10 @@ def _nvila_lite_15b() -> NVILAConfig:
 
 
 def _tiny_vision() -> VisionConfig:
-    return VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2)
+    """A 32-wide SigLIP on 112 px tiles (8 x 8 patches): the real geometry at a size tests run in milliseconds."""
+    return VisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=112
+    )
 
 
 def _tiny_text() -> TextConfig:
@@ -359,7 +362,7 @@ def _tiny_text() -> TextConfig:
 
 
 def _tiny() -> NVILAConfig:
-    return NVILAConfig(name="tiny", vision=_tiny_vision(), text=_tiny_text())
+    return NVILAConfig(name="tiny", vision=_tiny_vision(), text=_tiny_text(), s2_scales=(112, 224, 336))
 
 
 def _tiny_lite() -> NVILAConfig:
