@@ -6,6 +6,9 @@ H100/H200-class GPU, inside a time budget (default 7 min 30 s), with random weig
     python scripts/gpu_acceptance.py --dry-run --out /tmp/acceptance                   # CPU, tiny sizes (tests)
 
 Parts, in order (each one or more subprocesses with a time limit; the project's own benchmarks do the measuring):
+- transformers: `benchmarks/device_map_check.py` on a tiny random checkpoint: `AutoModelForImageTextToText` with the
+  tower on the GPU and the LLM on the CPU (accelerate's dispatch), eager attention, and flash-attention where
+  installed, each against the model on one device (the same greedy tokens).
 - bench: `nvila bench --size full --cases images`: bf16 time to first token and decode tokens/s of NVILA-Lite,
   NVILA, Qwen2-VL and InternVL with one shared Qwen2.5-7B-sized LLM, and decode as a fraction of the card's HBM
   roofline (the report looks the bandwidth up from the device name).
@@ -146,7 +149,15 @@ def qlora_steps(dry: bool, work: Path) -> list[Step]:
     return [Step(argv)]
 
 
+def transformers_steps(dry: bool, work: Path) -> list[Step]:
+    folder, out = work / "tiny", work / "device_map.json"
+    devices = "cpu,cpu" if dry else "cuda:0,cpu"
+    check = [PYTHON, str(ROOT / "benchmarks" / "device_map_check.py"), "--model", str(folder), "--devices", devices]
+    return [Step(random_checkpoint("tiny", folder)), Step([*check, "--json", str(out)], out)]
+
+
 PARTS = [
+    Part("transformers", "AutoModel: device_map split over GPU and CPU, eager / flash attention", transformers_steps),
     Part("bench", "bf16 TTFT and decode, NVILA / NVILA-Lite vs Qwen2-VL / InternVL, HBM roofline", bench_steps),
     Part("engine", "engine: 16 concurrent vs one at a time, eager and --compile (nvila-lite-2b)", engine_steps),
     Part("quant", "W8A8 tower + W4A16 LLM: drift and decode against float (nvila-lite-2b)", quant_steps),

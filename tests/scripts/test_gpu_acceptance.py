@@ -73,5 +73,7 @@ def test_the_dry_run_runs_every_part_and_writes_its_report(tmp_path, acceptance)
     assert "kl" in json.dumps(parts["quant"]["results"]["quantization.json"]).lower()
     assert len(parts["fp8"]["results"]["fp8.json"]) == 4  # bf16 and FP8 arms, with and without checkpointing
     assert "full" in parts["qlora"]["output_tail"] and "lora" in parts["qlora"]["output_tail"]
+    runs = parts["transformers"]["results"]["device_map.json"]["runs"]
+    assert runs["split"]["equal"] and runs["eager"]["equal"] and "skipped" in runs["flash_attention_2"]
     markdown = (tmp_path / "acceptance.md").read_text()
     assert all(f"| {name} | ok |" in markdown for name in parts)
