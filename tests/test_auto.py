@@ -61,3 +61,16 @@ def test_registration_waits_for_the_import_that_needs_it(first):
         "models": ["LlavaLlamaModel", "NVILAForConditionalGeneration", "NVILALiteForConditionalGeneration"],
         "processors": ["NVILAProcessor"],
     }
+
+
+def test_a_registration_that_fails_is_a_warning_not_an_error(monkeypatch, caplog):
+    import nvila.auto
+
+    def broken() -> None:
+        raise RuntimeError("no such Auto class")
+
+    monkeypatch.setattr(nvila.auto, "register", broken)
+    monkeypatch.setitem(nvila.auto._state, "registered", False)
+    nvila.auto._register_once()
+    assert "could not register NVILA with transformers' Auto classes (no such Auto class)" in caplog.text
+    assert nvila.auto._state["registered"]  # tried once, not on every import

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import sys
 from types import ModuleType
 from typing import Any
+
+log = logging.getLogger("nvila")
 
 
 def register() -> None:
@@ -44,9 +47,13 @@ _state = {"loading": 0, "registered": False}
 
 
 def _register_once() -> None:
+    """`register`, once; a failure is a warning, so an application's own transformers imports never break on it."""
     if not _state["registered"]:
         _state["registered"] = True  # first: `register` itself imports the other Auto modules
-        register()
+        try:
+            register()
+        except Exception as error:  # e.g. an incompatible transformers: nvila's own API still works
+            log.warning("nvila: could not register NVILA with transformers' Auto classes (%s)", error)
 
 
 class _RegisterAfterLoading(importlib.abc.Loader):
