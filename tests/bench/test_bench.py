@@ -19,10 +19,12 @@ from nvila.bench.peers import available_models, build_model, text_config
 from nvila.bench.report import case_table, nvila_ratio_table, summary_text, winners_table, write_report
 from nvila.bench.runner import (
     BenchResult,
+    Case,
     Measurement,
     cases_for,
     decode_bytes,
     device_peak,
+    measure_case,
     merge_results,
     prefill_flops,
 )
@@ -445,3 +447,12 @@ def test_cli_end_to_end_tiny(tmp_path, capsys):
     assert "| 2 frames | NVILA-Lite | 242 |" in out.read_text() and "\n- shared CPU\n" in out.read_text()
     with pytest.raises(ConfigError, match="different decode_tokens"):
         run_bench(_parser().parse_args([*argv[:-4], "--decode-tokens", "3", "--merge", str(raw)]))
+
+
+@pytest.mark.parametrize("name", ["nvila", "qwen2-vl"])
+def test_the_visual_path_is_timed_inside_the_prefill(contenders, name):
+    bm = contenders[name]
+    m = measure_case(bm, Case("image", 300, 200), repeats=2, decode_tokens=1, warmup=False)
+    assert len(m.vision_ms) == len(m.ttft_ms) == 2, m.error
+    assert all(0 < v < t for v, t in zip(m.vision_ms, m.ttft_ms))  # part of the first token's time
+    assert not any(module._forward_hooks or module._forward_pre_hooks for module in bm.visual_modules)

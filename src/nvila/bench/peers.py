@@ -2,8 +2,9 @@
 
 Owns: building each model at a benchmark size with ONE shared Qwen2 text config (so only the visual path
 differs), turning a case (an image size, or a frame count) into that model's preprocessed inputs, and the
-three calls the runner times: `encode` (visual path alone), `prefill` (inputs -> logits of the first token)
-and `step` (one decode step with the KV cache). Does not own timing or reports (`runner`, `report`).
+calls the runner makes: `encode` (the visual path alone; checks counts), `prefill` (inputs -> logits of the first
+token; `visual_modules` are timed inside it) and `step` (one decode step with the KV cache). Does not own timing
+or reports (`runner`, `report`).
 
 Images go through each model's own image processor and placeholder expansion (the PIL back-ends; the
 processors are built without video processors, which need torchvision, absent beside CPU torch).
@@ -255,6 +256,11 @@ class BenchModel(ABC):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
+
+    @property
+    def visual_modules(self) -> list[nn.Module]:
+        """The visual path: the modules beside the LLM in the model's base (tower, projector)."""
+        return [child for child in self.model.base_model.children() if child not in self._llm_modules]
 
     def info(self) -> ModelInfo:
         llm = _n_params(*self._llm_modules)

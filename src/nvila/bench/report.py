@@ -417,7 +417,8 @@ def render(result: BenchResult, plots: dict[str, Path], out: Path, command: str 
         "model's video processor produces (torchvision, which those processors need, is not installed).",
         "- *visual tokens*: LLM positions filled by visual features (= the prompt's placeholders, checked against the "
         "model's feature count; LLaVA-OneVision's count includes its newline embeddings). *tower patches*: patch "
-        "tokens through the vision tower. *vision ms*: visual path alone. *TTFT*: preprocessed inputs to the first "
+        "tokens through the vision tower. *vision ms*: time in the tower and projector within the TTFT run. *TTFT*: "
+        "preprocessed inputs to the first "
         "token (vision + prefill). *peak MB*: memory above the loaded model during TTFT + decode.",
     ]
     if s["size"] != "full":

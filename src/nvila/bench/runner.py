@@ -7,7 +7,8 @@ of extra cases into a saved one) and the
 arithmetic for the fraction of a GPU's peak. Does not own model building (`peers`) or reports (`report`).
 
 Definitions (batch of one, greedy, inputs already preprocessed and on the device):
-- vision ms: the visual path alone (tower + projector + merging/pooling) -> the embeddings the LLM sees;
+- vision ms: the time spent in the visual modules (tower, projector; `BenchModel.visual_modules`) during the timed
+  prefill (`ModuleTimer`), so the tower runs once per repeat, not again on its own;
 - TTFT ms: visual path + LLM prefill + first token, i.e. `prefill` then argmax;
 - decode tok/s: the next `decode_tokens` tokens with the KV cache, after the first;
 - peak MB: memory above the level before the TTFT + decode run (activations + KV cache, not weights).
@@ -28,12 +29,13 @@ import platform
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from nvila.bench import CASE_SETS, REAL_WIDTH_SIZES
 from nvila.bench.peers import VIDEO_FRAME_SIZE, BenchInputs, BenchModel, build_model, text_config
@@ -274,17 +276,38 @@ class PeakMemory:
 
 
 # ---- timing --------------------------------------------------------------------------------------------
+class ModuleTimer:
+    """Milliseconds spent inside `modules` while the context is open (forward hooks; CUDA synchronised around each
+    call), so the visual path is timed inside the prefill it belongs to instead of in a run of its own."""
+
+    def __init__(self, modules: Sequence[nn.Module], device: torch.device) -> None:
+        self.modules, self.device = list(modules), device
+        self.ms = 0.0
+        self._start = 0.0
+        self._handles: list = []
+
+    def _before(self, *_: object) -> None:
+        _sync(self.device)
+        self._start = time.perf_counter()
+
+    def _after(self, *_: object) -> None:
+        _sync(self.device)
+        self.ms += (time.perf_counter() - self._start) * 1e3
+
+    def __enter__(self) -> ModuleTimer:
+        for module in self.modules:
+            self._handles += [module.register_forward_pre_hook(self._before), module.register_forward_hook(self._after)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _timed_ms(fn: Callable[[], object], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return (time.perf_counter() - start) * 1e3
 
 
 def generate_timed(bm: BenchModel, inputs: BenchInputs, decode_tokens: int) -> tuple[float, float, list[int]]:
@@ -339,13 +362,13 @@ def _prepare(
 
 @torch.inference_mode()
 def _repeat(bm: BenchModel, inputs: BenchInputs, m: Measurement, decode_tokens: int) -> None:
-    """One timed run of the visual path, then of generation under a memory probe; appends to `m`."""
+    """One timed generation under a memory probe, the visual path timed inside its prefill; appends to `m`."""
     if m.error is not None:
         return
     try:
-        m.vision_ms.append(_timed_ms(lambda: bm.encode(inputs), bm.device))
-        with PeakMemory(bm.device) as memory:
+        with PeakMemory(bm.device) as memory, ModuleTimer(bm.visual_modules, bm.device) as vision:
             ttft, tok_s, _ = generate_timed(bm, inputs, decode_tokens)
+        m.vision_ms.append(vision.ms)
     except (torch.OutOfMemoryError, MemoryError) as e:
         _failed(m, e)
         return
