@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import nvila
-from nvila.errors import CheckpointError
+from nvila.errors import CheckpointError, ConfigError
 from nvila.hub import is_hub_id
 from tests.conftest import MAIN, REPO, V2, noise_image
 
@@ -163,3 +163,17 @@ def test_a_loaded_model_generates_until_its_end_of_turn_token(official):
     first = int(model.generate(**inputs, max_new_tokens=1)[0, -1])
     model.generation_config.eos_token_id = [first]  # the first answer token now ends the answer
     assert model.generate(**inputs, max_new_tokens=5).shape[1] == inputs["input_ids"].shape[1] + 1
+
+
+@pytest.mark.parametrize("device_map", ["gpu-please", {"vision_tower": "cpu", "llm": "no-such-device"}])
+def test_a_device_map_that_names_no_device_is_a_config_error(official, device_map):
+    with pytest.raises(ConfigError, match="is neither a device, a dict of module -> device, nor one of 'auto'"):
+        nvila.NVILAForConditionalGeneration.from_pretrained(official["tiny"], device_map=device_map)
+
+
+def test_save_pretrained_refuses_push_to_hub_and_writes_nothing(tmp_path, official):
+    model, processor = nvila.load(official["tiny"])
+    for thing in (model, processor):
+        with pytest.raises(ValueError, match="upload the folder with `hf upload`"):
+            thing.save_pretrained(tmp_path / "out", push_to_hub=True)
+    assert not (tmp_path / "out").exists()

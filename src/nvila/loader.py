@@ -80,6 +80,8 @@ PASSED_BY_TRANSFORMERS = {
 }  # fmt: skip
 #: Values of an argument that ask for nothing (the defaults transformers passes along).
 UNSET = (None, False, "", {})
+#: `device_map` values that accelerate resolves into a map over the visible devices.
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 #: The hub arguments of `checkpoint_files`.
 HUB_ARGUMENTS = ("revision", "cache_dir", "local_files_only", "token")
 
@@ -142,24 +144,27 @@ def load_processor(model: str | os.PathLike, **kwargs: Any) -> NVILAProcessor:
 
 def _device_map(device_map: Any) -> dict[str, Any] | str | None:
     """transformers' normal form of a `device_map`: None, a strategy name, or a dict (one device: {"": device})."""
-    if device_map is None:
-        return None
-    if isinstance(device_map, str) and device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+    if device_map is None or device_map in DEVICE_MAP_STRATEGIES:
         return device_map
     if isinstance(device_map, dict):
         return device_map
+    return {"": _device_name(device_map)}
+
+
+def _device_name(spec: Any) -> str:
+    """A device given as a name, a `torch.device` or a CUDA index, by its canonical name (`ConfigError` if none)."""
     try:
-        return {"": str(torch.device(device_map if not isinstance(device_map, int) else f"cuda:{device_map}"))}
+        return str(torch.device("cuda", spec) if isinstance(spec, int) else torch.device(spec))
     except (RuntimeError, TypeError):
         raise ConfigError(
-            f"device_map {device_map!r} is neither a device, a dict of module -> device, nor one of "
-            "'auto', 'balanced', 'balanced_low_0', 'sequential'"
+            f"device_map {spec!r} is neither a device, a dict of module -> device, nor one of "
+            f"{', '.join(repr(s) for s in DEVICE_MAP_STRATEGIES)}"
         ) from None
 
 
-def _single_device(placement: dict[str, Any]) -> str | torch.device | None:
+def _single_device(placement: dict[str, Any]) -> str | None:
     """The device of a map that puts everything on one device, else None."""
-    devices = {str(torch.device(d) if not isinstance(d, int) else torch.device("cuda", d)) for d in placement.values()}
+    devices = {_device_name(device) for device in placement.values()}
     return next(iter(devices)) if len(devices) == 1 else None
 
 

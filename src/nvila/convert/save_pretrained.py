@@ -29,6 +29,12 @@ from nvila.models.nvila.tokenization_nvila import save_tokenizer
 WEIGHTS = "model.safetensors"
 
 
+def check_local(push_to_hub: bool) -> None:
+    """`save_pretrained` writes locally only: `ValueError` for `push_to_hub`, saying how to upload instead."""
+    if push_to_hub:
+        raise ValueError("save locally, then upload the folder with `hf upload` (push_to_hub is not supported)")
+
+
 def save_model(model: NVILAForConditionalGeneration, out: str | os.PathLike) -> Path:
     """Write the model's files of the HF layout into `out` (created if missing); returns the folder."""
     root = Path(out)

@@ -57,9 +57,10 @@ class NVILAForConditionalGeneration(PreTrainedModel, GenerationMixin):
     _supports_attention_backend = True
 
     def __init__(self, config: NVILAPretrainedConfig | NVILAConfig) -> None:
-        nvila_config = config if isinstance(config, NVILAConfig) else config.to_nvila()
         if isinstance(config, NVILAConfig):
-            config = NVILAPretrainedConfig.from_nvila(config)
+            nvila_config, config = config, NVILAPretrainedConfig.from_nvila(config)
+        else:
+            nvila_config = config.to_nvila()
         super().__init__(config)
         self.nvila_config = nvila_config
         self.vision_tower = VisionTower(config.vision_config, nvila_config.select_layer)
@@ -92,10 +93,9 @@ class NVILAForConditionalGeneration(PreTrainedModel, GenerationMixin):
     ) -> None:
         """Write the model into `save_directory` in the HF layout (`nvila.convert.save_pretrained.save_model`); save
         the processor there too (`processor.save_pretrained`) for a folder that loads. One safetensors file."""
-        from nvila.convert.save_pretrained import save_model
+        from nvila.convert.save_pretrained import check_local, save_model
 
-        if push_to_hub:
-            raise ValueError("save locally, then upload the folder with `hf upload` (push_to_hub is not supported)")
+        check_local(push_to_hub)
         if is_main_process:
             save_model(self, save_directory)
 

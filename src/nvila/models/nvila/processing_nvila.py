@@ -100,9 +100,10 @@ class MediaSpan:
 
 
 class _MediaQueue:
-    """The images and videos of one prompt, taken in placeholder order."""
+    """The decoded images and videos of one prompt, taken in placeholder order."""
 
     def __init__(self, images: list[Image.Image], clips: list[VideoClip]) -> None:
+        self.counts = (len(images), len(clips))
         self.images, self.videos = iter(images), iter(clips)
         self.single_image = len(images) == 1  #: one image gets the full tiling, several one tile each
 
@@ -193,16 +194,14 @@ class NVILAProcessor(ProcessorMixin):
         setting for this call (None: the processor's), so one processor can serve requests that differ.
         """
         timestamps = self.video_timestamps if video_timestamps is None else video_timestamps
-        pil_images = [load_image(image) for image in images]
-        clips = [self.load_video(video) for video in videos]
+        media = self._load_media(images, videos)
         roles = [m["role"] for m in messages]
-        texts = place_media([m["content"] for m in messages], len(pil_images), len(clips))
+        texts = place_media([m["content"] for m in messages], *media.counts)
         for role, text in zip(roles, texts):
             if role == "assistant" and (IMAGE_TOKEN in text or VIDEO_TOKEN in text):
                 raise PromptError("an assistant answer contains a media placeholder; media belong in user turns")
         sample = EncodedSample([], [], [], [])
         spans: list[MediaSpan] = []
-        media = _MediaQueue(pil_images, clips)
         expanded = [self._expand_text(text, media, sample, spans, timestamps) for text in texts]
         text, answers = render_chat(
             [{"role": r, "content": t} for r, t in zip(roles, expanded)], add_generation_prompt=add_generation_prompt
@@ -220,19 +219,22 @@ class NVILAProcessor(ProcessorMixin):
     ) -> EncodedSample:
         """Tokenize a prompt already in the chat format (`apply_chat_template`), one placeholder per image and video."""
         timestamps = self.video_timestamps if video_timestamps is None else video_timestamps
-        pil_images = [load_image(image) for image in images]
-        clips = [self.load_video(video) for video in videos]
-        counts = {kind: text.count(token) for kind, token in (("image", IMAGE_TOKEN), ("video", VIDEO_TOKEN))}
-        if (counts["image"], counts["video"]) != (len(pil_images), len(clips)):
+        media = self._load_media(images, videos)
+        placeholders = (text.count(IMAGE_TOKEN), text.count(VIDEO_TOKEN))
+        if placeholders != media.counts:
             raise PromptError(
-                f"the chat-format text holds {counts['image']} {IMAGE_TOKEN} and {counts['video']} {VIDEO_TOKEN} "
-                f"placeholders for {len(pil_images)} images and {len(clips)} videos; write one per image and video"
+                f"the chat-format text holds {placeholders[0]} {IMAGE_TOKEN} and {placeholders[1]} {VIDEO_TOKEN} "
+                f"placeholders for {media.counts[0]} images and {media.counts[1]} videos; write one per image and video"
             )
         sample = EncodedSample([], [], [], [])
         spans: list[MediaSpan] = []
-        expanded = self._expand_text(text, _MediaQueue(pil_images, clips), sample, spans, timestamps)
+        expanded = self._expand_text(text, media, sample, spans, timestamps)
         self._tokenize(expanded, [], sample, spans)
         return sample
+
+    def _load_media(self, images: Sequence[ImageInput], videos: Sequence[VideoInput]) -> _MediaQueue:
+        """Decode a prompt's images (`image_io.load_image`) and videos (`load_video`)."""
+        return _MediaQueue([load_image(image) for image in images], [self.load_video(video) for video in videos])
 
     def _expand_text(
         self, text: str, media: _MediaQueue, sample: EncodedSample, spans: list[MediaSpan], timestamps: bool
@@ -421,10 +423,9 @@ class NVILAProcessor(ProcessorMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Write the tokenizer, chat template and image processor config into `save_directory` (HF layout;
         `nvila.convert.save_pretrained.save_processor`), beside the model's files."""
-        from nvila.convert.save_pretrained import save_processor
+        from nvila.convert.save_pretrained import check_local, save_processor
 
-        if kwargs.get("push_to_hub"):
-            raise ValueError("save locally, then upload the folder with `hf upload` (push_to_hub is not supported)")
+        check_local(bool(kwargs.get("push_to_hub")))
         save_processor(self, save_directory)
 
     @classmethod
