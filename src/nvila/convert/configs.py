@@ -18,30 +18,25 @@ from nvila.models.nvila.configuration_pretrained import CONFIG_CLASSES, MODEL_TY
 from nvila.models.nvila.modeling_nvila import MODEL_CLASSES
 from nvila.models.nvila.processing_nvila import NVILAProcessor
 
-#: Projector type -> HF `model_type` (SGLang: models/nvila.py is the 2x2 Dynamic-S2 model, nvila_lite.py the 3x3).
-MODEL_TYPES = MODEL_TYPE_OF_PROJECTOR
-ARCHITECTURES = {"nvila": "NVILAForConditionalGeneration", "nvila_lite": "NVILALiteForConditionalGeneration"}
-#: The remote code `to_hf` writes: module file -> the nvila classes it re-exports. Any environment with nvila
-#: installed loads the folder with `trust_remote_code=True` (SGLang, or transformers without `import nvila`).
+#: HF `model_type` -> `architectures`, the names SGLang dispatches on (models/nvila.py is the 2x2 Dynamic-S2 model,
+#: nvila_lite.py the 3x3); nvila's model classes carry the same names. A projector's type: `MODEL_TYPE_OF_PROJECTOR`.
+ARCHITECTURES = {model_type: MODEL_CLASSES[model_type].__name__ for model_type in ("nvila", "nvila_lite")}
+#: The remote code `to_hf` writes: module file -> the nvila module and the classes it re-exports. Any environment
+#: with nvila installed loads the folder with `trust_remote_code=True` (SGLang, or transformers without `import nvila`).
 REMOTE_CODE = {
-    "configuration_nvila.py": ("nvila.models.nvila.configuration_pretrained", CONFIG_CLASSES),
-    "modeling_nvila.py": ("nvila.models.nvila.modeling_nvila", MODEL_CLASSES),
+    "configuration_nvila.py": ("nvila.models.nvila.configuration_pretrained", list(CONFIG_CLASSES.values())),
+    "modeling_nvila.py": ("nvila.models.nvila.modeling_nvila", list(MODEL_CLASSES.values())),
+    "processing_nvila.py": ("nvila.models.nvila.processing_nvila", [NVILAProcessor]),
 }
-PROCESSOR_MODULE = "processing_nvila.py"
 
 
 def remote_code_files() -> dict[str, str]:
     """The text of each remote-code module `to_hf` writes (see `REMOTE_CODE`)."""
-    files = {
+    return {
         name: f'"""NVILA for transformers\' remote code: the classes of the installed `nvila` package."""\n\n'
-        f"from {module} import {', '.join(sorted(c.__name__ for c in classes.values()))}  # noqa: F401\n"
+        f"from {module} import {', '.join(sorted(c.__name__ for c in classes))}  # noqa: F401\n"
         for name, (module, classes) in REMOTE_CODE.items()
     }
-    files[PROCESSOR_MODULE] = (
-        '"""NVILA for transformers\' remote code: the processor of the installed `nvila` package."""\n\n'
-        f"from nvila.models.nvila.processing_nvila import {NVILAProcessor.__name__}  # noqa: F401\n"
-    )
-    return files
 
 
 def auto_map(model_type: str) -> dict[str, str]:
@@ -89,10 +84,10 @@ SGLANG_VIDEO_FRAMES = 8
 
 def model_type_of(projector_type: str) -> str:
     try:
-        return MODEL_TYPES[projector_type]
+        return MODEL_TYPE_OF_PROJECTOR[projector_type]
     except KeyError:
         raise CheckpointError(
-            f"projector type {projector_type!r} has no HF model type; known: {sorted(MODEL_TYPES)}"
+            f"projector type {projector_type!r} has no HF model type; known: {sorted(MODEL_TYPE_OF_PROJECTOR)}"
         ) from None
 
 
