@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from transformers import Qwen2ForCausalLM
 
 from nvila.bench.cli import add_bench_args, model_list, run_bench
-from nvila.bench.peers import available_models, build_model, text_config
+from nvila.bench.peers import available_models, build_model, default_models, fill_random, text_config
 from nvila.bench.report import case_table, nvila_ratio_table, summary_text, winners_table, write_report
 from nvila.bench.runner import (
     BenchResult,
@@ -32,8 +33,9 @@ from nvila.errors import ConfigError
 from nvila.models.nvila.configuration_nvila import TextConfig
 from nvila.models.nvila.configuration_pretrained import qwen2_config
 from nvila.models.nvila.geometry import image_tokens, video_tokens
+from nvila.ops.quantized import W8A8Linear
 
-PEERS = [n for n in available_models() if n not in ("nvila", "nvila-lite")]
+PEERS = [n for n in available_models() if not n.startswith("nvila")]
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +125,7 @@ def test_known_token_counts(contenders):
     expected_8_frames = {
         "nvila": 256,  # 8 frames pooled into one 256-token map
         "nvila-lite": 8 * 121,
+        "nvila-lite-w8a8": 8 * 121,
         "qwen2-vl": 4 * 26 * 46 // 4,  # 644x364 after smart_resize, 2 frames per temporal patch, 2x2 merge
         "llava-onevision": 8 * 196 + 1,  # 27x27 pooled to 14x14 per frame, one newline
         "internvl": 8 * 256,
@@ -152,7 +155,7 @@ def test_real_width_models_have_real_sizes(size, llm):
         "llava-onevision": (0.38e9, 0.45e9),  # SigLIP SO400M at 384 px + MLP
         "internvl": (0.28e9, 0.36e9),  # InternViT-300M + MLP
     }
-    for name in available_models():
+    for name in default_models():
         info = build_model(name, size, device="meta", dtype=torch.bfloat16).info()
         low, high = ranges[name]
         assert low < info.visual_params < high, (name, info.visual_params)
@@ -367,6 +370,44 @@ def test_merged_report_names_the_second_run_and_its_load(tmp_path):
     assert "| 256 frames | NVILA | 8,192 |" in text and "were not run" not in text
 
 
+def test_w8a8_variant_quantizes_the_tower_and_keeps_the_features_close(contenders):
+    """NVILA-Lite with the W8A8 tower: same seed, same tokens, every tower linear W8A8, features within int8 error."""
+    lite, w8a8 = contenders["nvila-lite"], contenders["nvila-lite-w8a8"]
+    linears = [m for m in w8a8.model.vision_tower.modules() if isinstance(m, (nn.Linear, W8A8Linear))]
+    assert linears and all(isinstance(m, W8A8Linear) for m in linears)
+    assert not any(isinstance(m, W8A8Linear) for m in lite.model.modules())
+    assert "W8A8" in w8a8.info().label and "nvila-lite-w8a8" not in default_models()
+    with torch.inference_mode():
+        inputs = lite.image_inputs(672, 448)
+        assert w8a8.image_inputs(672, 448).visual_tokens == inputs.visual_tokens
+        ref, quant = lite.encode(inputs), w8a8.encode(inputs)
+    error = ((quant - ref).norm() / ref.norm()).item()
+    assert 0 < error < 0.1, error
+
+
+def test_fill_random_gives_every_weight_a_finite_value():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Embedding(5, 8))
+    for p in model.parameters():
+        p.data.fill_(float("nan"))
+    fill_random(model, seed=3)
+    linear, norm, embedding = model
+    assert torch.equal(norm.weight, torch.ones(8)) and torch.equal(norm.bias, torch.zeros(8))
+    assert torch.equal(linear.bias, torch.zeros(8))
+    for matrix in (linear.weight, embedding.weight):
+        assert torch.isfinite(matrix).all() and 0.005 < matrix.std() < 0.05
+    again = nn.Linear(4, 8)
+    fill_random(again, seed=3)
+    assert torch.equal(again.weight, linear.weight)  # seeded
+
+
+def test_exact_image_sizes_replace_the_standard_ones():
+    cases, _ = cases_for("images", 64, images=[(1344, 896), (448, 448), (1344, 896)])
+    assert [c.label for c in cases] == ["448x448", "1344x896"]
+    cases, _ = cases_for("all", 8, images=[(640, 480)])
+    assert [c.label for c in cases] == ["640x480", "8 frames"]
+
+
 def test_exact_frame_counts_replace_the_standard_lengths():
     cases, notes = cases_for("videos", 64, [256, 8, 256])
     assert [c.frames for c in cases] == [8, 256] and notes == []
@@ -384,13 +425,15 @@ def _parser() -> argparse.ArgumentParser:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--models", "nvila,gpt-4v"], "unknown model(s) gpt-4v; known: nvila, nvila-lite, qwen2-vl"),
+        (["--models", "nvila,gpt-4v"], "unknown model(s) gpt-4v; known: nvila, nvila-lite, nvila-lite-w8a8, qwen2-vl"),
         (["--models", ","], "give at least one model"),
         (["--cases", "audio"], "invalid choice: 'audio'"),
         (["--size", "huge"], "invalid choice: 'huge'"),
         (["--repeats", "0"], "must be >= 1"),
         (["--frames", "64,0"], "must be >= 1"),
         (["--frames", "64,"], "expected a whole number"),
+        (["--images", "1344"], "image size '1344' is not WIDTHxHEIGHT"),
+        (["--images", "0x448"], "must be >= 1"),
     ],
 )
 def test_cli_rejects_bad_usage(capsys, argv, message):
@@ -410,6 +453,8 @@ def test_model_list_and_library_errors():
         cases_for("audio", 64)
     cases, notes = cases_for("videos", 64)
     assert [c.frames for c in cases] == [8, 32, 64] and "256" in notes[0]
+    with pytest.raises(ConfigError, match="--images chooses image sizes"):
+        run_bench(_parser().parse_args(["--cases", "videos", "--images", "448x448"]))
 
 
 @pytest.mark.slow  # a fresh interpreter running the bench (~10 s); `make test-slow` and CI run it

@@ -6,7 +6,9 @@ holds the names the command line validates against, so building the `nvila` pars
 """
 
 #: Every contender, in report order (`peers.available_models()` drops those this transformers lacks).
-MODEL_NAMES = ("nvila", "nvila-lite", "qwen2-vl", "llava-onevision", "internvl")
+MODEL_NAMES = ("nvila", "nvila-lite", "nvila-lite-w8a8", "qwen2-vl", "llava-onevision", "internvl")
+#: Variants of a contender, run only when `--models` names them: NVILA-Lite with `nvila quantize`'s W8A8 tower.
+VARIANTS = ("nvila-lite-w8a8",)
 #: Benchmark sizes: "tiny" (tests), "small" (CPU, minutes: narrow widths, real geometry), "2b" (CPU, ~30 min: the
 #: real towers and a Qwen2.5-1.5B-sized LLM, images only), "full" (real towers and an 8B-class LLM, GPU).
 SIZES = ("tiny", "small", "2b", "full")

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from nvila.argtypes import positive_int
-from nvila.bench import CASE_SETS, MODEL_NAMES, SIZES
+from nvila.bench import CASE_SETS, MODEL_NAMES, SIZES, VARIANTS
 from nvila.errors import ConfigError
 
 log = logging.getLogger("nvila.bench")
@@ -52,6 +52,17 @@ def frame_list(text: str) -> list[int]:
     return [positive_int(n.strip()) for n in text.split(",")]
 
 
+def image_list(text: str) -> list[tuple[int, int]]:
+    """'1344x896,448x448' -> [(1344, 896), (448, 448)]: image sizes as width x height in pixels."""
+    sizes = []
+    for item in (t.strip() for t in text.split(",")):
+        width, sep, height = item.lower().partition("x")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"image size {item!r} is not WIDTHxHEIGHT, e.g. 1344x896")
+        sizes.append((positive_int(width), positive_int(height)))
+    return sizes
+
+
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     if not p.description:
         p.description = DESCRIPTION
@@ -67,7 +78,7 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
         type=model_list,
         default=None,
         metavar="M1,M2",
-        help=f"comma-separated from {', '.join(MODEL_NAMES)}",
+        help=f"comma-separated from {', '.join(MODEL_NAMES)} (default: all but {', '.join(VARIANTS)})",
     )
     p.add_argument("--cases", choices=CASE_SETS, default="all", help="images, videos or all (default)")
     p.add_argument(
@@ -79,6 +90,13 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--frames", type=frame_list, default=None, metavar="N1,N2", help="run videos of exactly these frame counts"
+    )
+    p.add_argument(
+        "--images",
+        type=image_list,
+        default=None,
+        metavar="WxH,...",
+        help="run images of exactly these sizes (default: 448x448, 896x896, 1344x896, 1920x1080)",
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: float32, full: bfloat16)")
@@ -104,6 +122,8 @@ def _command_line(args: argparse.Namespace, models: list[str], max_frames: int) 
     parts = ["nvila bench", f"--size {args.size}", f"--cases {args.cases}", f"--models {','.join(models)}"]
     parts += [f"--repeats {args.repeats}", f"--decode-tokens {args.decode_tokens}"]
     parts.append(f"--frames {','.join(map(str, args.frames))}" if args.frames else f"--max-frames {max_frames}")
+    if args.images:
+        parts.append(f"--images {','.join(f'{w}x{h}' for w, h in args.images)}")
     if args.threads:
         parts.append(f"--threads {args.threads}")
     if args.merge:
@@ -116,7 +136,7 @@ def run_bench(args: argparse.Namespace) -> int:
     import torch
 
     from nvila.atomic import atomic_write_text
-    from nvila.bench.peers import available_models
+    from nvila.bench.peers import default_models
     from nvila.bench.report import peak_table, summary_text, write_report
     from nvila.bench.runner import cases_for, check_mergeable, machine_info, merge_results, run_bench_cases
     from nvila.checkpoint import resolve_device, resolve_dtype
@@ -126,7 +146,7 @@ def run_bench(args: argparse.Namespace) -> int:
         written = write_report(result, args.out, result.settings.get("command", ""))
         print("\n".join(f"wrote {path}" for path in written))
         return 0
-    models = args.models or available_models()
+    models = args.models or default_models()
     device = resolve_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = resolve_dtype(args.dtype or ("bfloat16" if args.size == "full" else "float32"))
     if args.threads:
@@ -136,12 +156,14 @@ def run_bench(args: argparse.Namespace) -> int:
     max_frames = args.max_frames or (256 if args.size == "full" else 64)
     if args.frames and args.cases == "images":
         raise ConfigError("--frames chooses video lengths; use it with --cases videos or all")
+    if args.images and args.cases == "videos":
+        raise ConfigError("--images chooses image sizes; use it with --cases images or all")
     base = None
     if args.merge is not None:  # an unreadable or unmergeable run fails before measuring
         base = _load(args.merge)
         planned = {"size": args.size, "dtype": str(dtype).removeprefix("torch."), "decode_tokens": args.decode_tokens}
         check_mergeable(base, planned, machine_info(device))
-    cases, notes = cases_for(args.cases, max_frames, args.frames)
+    cases, notes = cases_for(args.cases, max_frames, args.frames, args.images)
     command = _command_line(args, models, max_frames)
     result = run_bench_cases(
         models,

@@ -40,18 +40,20 @@ from transformers import (
     Qwen2VLProcessor,
     SiglipVisionConfig,
 )
+from transformers.initialization import no_init_weights
 from transformers.models.llava_onevision.image_processing_pil_llava_onevision import LlavaOnevisionImageProcessorPil
 from transformers.models.llava_onevision.modeling_llava_onevision import image_size_to_num_patches
 from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLTextConfig, Qwen2VLVisionConfig
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil, smart_resize
 
-from nvila.bench import MODEL_NAMES, REAL_WIDTH_SIZES, SIZES
+from nvila.bench import MODEL_NAMES, REAL_WIDTH_SIZES, SIZES, VARIANTS
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained, sample_tokenizer
 from nvila.models.nvila.configuration_nvila import NVILAConfig, TextConfig, VisionConfig, from_name
 from nvila.models.nvila.configuration_pretrained import qwen2_config
 from nvila.models.nvila.processing_nvila import ModelInputs
 from nvila.models.nvila.tokenization_nvila import format_chat
+from nvila.quant.smooth import DEFAULT_ALPHA, w8a8_quantize
 
 try:  # InternVL is in transformers >= 4.52; the bench runs without it
     from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor
@@ -64,6 +66,8 @@ except ImportError:  # pragma: no cover - depends on the installed transformers
 QUESTION = "Describe this image in detail."
 #: Source size of benchmark video frames (each model resizes them its own way).
 VIDEO_FRAME_SIZE = (640, 360)
+#: The name suffix of a variant with `nvila quantize`'s W8A8 vision tower.
+W8A8_SUFFIX = "-w8a8"
 
 
 @dataclass(frozen=True)
@@ -313,13 +317,14 @@ class NVILABench(BenchModel):
     """NVILA or NVILA-Lite: images and videos through `NVILAProcessor` and the model's own feature paths."""
 
     def __init__(self, name: str, size: str, device: torch.device, dtype: torch.dtype, seed: int) -> None:
-        cfg = nvila_config(name, size)
+        base = name.removesuffix(W8A8_SUFFIX)
+        cfg = nvila_config(base, size)
         model, self.processor = random_pretrained(
             cfg, seed=seed, device=device, dtype=dtype, tokenizer=bench_tokenizer()
         )
         self.name, self.cfg = name, cfg
         self.pool = cfg.video_pool_size
-        if name == "nvila":
+        if base == "nvila":
             self.label = "NVILA"
             self.geometry = (
                 f"Dynamic-S2 (448/896/1344, 9-12 tiles at the top scale), 2x2 projector; video: 1 tile/frame, "
@@ -328,6 +333,9 @@ class NVILABench(BenchModel):
         else:
             self.label = "NVILA-Lite"
             self.geometry = "dynamic tiling (1-12 tiles + thumbnail), 3x3 projector; video: 1 tile/frame, no pooling"
+        if name.endswith(W8A8_SUFFIX):
+            self.label += " (W8A8 tower)"
+            self.geometry += f"; W8A8 tower (SmoothQuant alpha {DEFAULT_ALPHA}, as `nvila quantize --vision w8a8`)"
         tower = cfg.vision
         super().__init__(
             model,
@@ -335,6 +343,15 @@ class NVILABench(BenchModel):
             f"SigLIP {tower.hidden_size}x{tower.num_hidden_layers}L @ {tower.image_size}px",
             [model.llm],
         )
+        if name.endswith(W8A8_SUFFIX):
+            self._quantize_tower()
+
+    @torch.no_grad()
+    def _quantize_tower(self) -> None:
+        """`nvila quantize`'s W8A8 tower, calibrated on the tiles of one 448x448 sample image."""
+        tower = self.model.vision_tower
+        pixels = self.image_inputs(448, 448).tensors["pixel_values"].to(self.device, self.dtype)
+        w8a8_quantize(tower, tower.model.encoder.layers, [pixels], alpha=DEFAULT_ALPHA)
 
     def image_inputs(self, width: int, height: int) -> BenchInputs:
         return self._inputs(self.processor(QUESTION, [sample_image(width, height)]), video=False)
@@ -664,6 +681,11 @@ def available_models() -> list[str]:
     return [n for n in MODEL_NAMES if n != "internvl" or InternVLForConditionalGeneration is not None]
 
 
+def default_models() -> list[str]:
+    """What a run without `--models` measures: every available contender, no variants."""
+    return [n for n in available_models() if n not in VARIANTS]
+
+
 def build_model(
     name: str, size: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0
 ) -> BenchModel:
@@ -674,7 +696,30 @@ def build_model(
     if name not in available_models():
         raise ConfigError(f"model {name!r} needs a transformers version that ships it")
     device = torch.device(device)
-    if name in ("nvila", "nvila-lite"):
-        return NVILABench(name, size, device, dtype, seed)
-    builders = {"qwen2-vl": Qwen2VLBench, "llava-onevision": LlavaOnevisionBench, "internvl": InternVLBench}
-    return builders[name](size, device, dtype, seed)
+    if name.removesuffix(W8A8_SUFFIX) in ("nvila", "nvila-lite"):
+        make = functools.partial(NVILABench, name)
+    else:
+        make = {"qwen2-vl": Qwen2VLBench, "llava-onevision": LlavaOnevisionBench, "internvl": InternVLBench}[name]
+    if size not in REAL_WIDTH_SIZES:
+        return make(size, device, dtype, seed)
+    with no_init_weights():  # real widths: one cheap random pass instead of two initialisations per weight
+        bm = make(size, device, dtype, seed)
+    fill_random(bm.model, seed)
+    return bm
+
+
+@torch.no_grad()
+def fill_random(model: nn.Module, seed: int, std: float = 0.02) -> None:
+    """Random weights for a model built without initialisation (timing only; no NaN, no denormals).
+
+    Matrices and embeddings ~ N(0, std); vectors: weights 1 (norms, layer scales), everything else 0 (biases).
+    """
+    device = next(model.parameters()).device
+    if device.type == "meta":  # shapes only
+        return
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for name, param in model.named_parameters():
+        if param.dim() > 1:
+            param.normal_(0.0, std, generator=generator)
+        else:
+            param.fill_(1.0 if name.endswith("weight") else 0.0)

@@ -18,7 +18,7 @@ from nvila.models.nvila.configuration_nvila import TextConfig
 
 #: The peers every NVILA number is compared with (when they were measured).
 REFERENCES = ("qwen2-vl", "llava-onevision")
-NVILA_MODELS = ("nvila", "nvila-lite")
+NVILA_MODELS = ("nvila", "nvila-lite", "nvila-lite-w8a8")
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -311,6 +311,7 @@ def _series(result: BenchResult, kind: str, metric: Callable[[Measurement], floa
 STYLE = {
     "nvila": ("#76b900", "o", "-"),
     "nvila-lite": ("#2f6f00", "s", "-"),
+    "nvila-lite-w8a8": ("#2f6f00", "P", ":"),
     "qwen2-vl": ("#6a3d9a", "^", "--"),
     "llava-onevision": ("#e6550d", "v", "--"),
     "internvl": ("#3182bd", "D", "--"),

@@ -66,17 +66,23 @@ class Case:
         return self.width * self.height / 1e6
 
 
-def cases_for(selection: str, max_frames: int, frames: Sequence[int] | None = None) -> tuple[list[Case], list[str]]:
+def cases_for(
+    selection: str,
+    max_frames: int,
+    frames: Sequence[int] | None = None,
+    images: Sequence[tuple[int, int]] | None = None,
+) -> tuple[list[Case], list[str]]:
     """The cases of "images", "videos" or "all", and notes on what `max_frames` left out.
 
-    `frames` replaces the standard video lengths (`VIDEO_FRAMES` up to `max_frames`) by exactly these.
+    `frames` replaces the standard video lengths (`VIDEO_FRAMES` up to `max_frames`) by exactly these, `images` the
+    standard image sizes (`IMAGE_SIZES`, width x height) by exactly these.
     """
     if selection not in CASE_SETS:
         raise ConfigError(f"unknown case set {selection!r}; known: {', '.join(CASE_SETS)}")
     cases: list[Case] = []
     notes: list[str] = []
     if selection in ("images", "all"):
-        cases += [Case("image", w, h) for w, h in IMAGE_SIZES]
+        cases += [Case("image", w, h) for w, h in sorted(set(images or IMAGE_SIZES), key=lambda s: (s[0] * s[1], s))]
     if selection in ("videos", "all") and frames:
         cases += [Case("video", frames=n) for n in sorted(set(frames))]
     elif selection in ("videos", "all"):

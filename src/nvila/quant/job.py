@@ -26,7 +26,7 @@ from nvila.loader import checkpoint_files, load, model_name
 from nvila.quant.awq import awq_quantize, check_group_size
 from nvila.quant.calibration import from_records, from_synth, model_inputs
 from nvila.quant.drift import drift, next_token_logprobs
-from nvila.quant.smooth import w8a8_quantize
+from nvila.quant.smooth import DEFAULT_ALPHA, w8a8_quantize
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class QuantizeSettings:
     group_size: int = 128
     calib_samples: int = 32  #: samples the scale searches run on
     heldout_samples: int = 16  #: samples the drift is measured on (never searched on)
-    smooth_alpha: float | None = 0.5  #: SmoothQuant migration strength; None: no smoothing
+    smooth_alpha: float | None = DEFAULT_ALPHA  #: SmoothQuant migration strength; None: no smoothing
     max_length: int = 4096  #: longer calibration records are skipped
     seed: int = 0
     device: str = "auto"

@@ -21,6 +21,9 @@ from tqdm import tqdm
 from nvila.ops.quantized import W8A8Linear, replace_linears
 from nvila.quant.folding import divide_outputs, multiply_inputs
 
+#: SmoothQuant's migration strength alpha by default (the paper's).
+DEFAULT_ALPHA = 0.5
+
 
 def smooth_groups(layer: nn.Module) -> list[tuple[nn.LayerNorm, list[nn.Linear]]]:
     """(LayerNorm, the linears it feeds) of a transformers SigLIP encoder layer."""
