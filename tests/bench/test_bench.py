@@ -494,6 +494,24 @@ def test_cli_end_to_end_tiny(tmp_path, capsys):
         run_bench(_parser().parse_args([*argv[:-4], "--decode-tokens", "3", "--merge", str(raw)]))
 
 
+def test_a_case_with_the_inputs_of_an_earlier_one_repeats_its_measurement(contenders, tmp_path):
+    """NVILA's 448x448 and 896x896 images are both 14 tiles and 2,304 tokens: one timed run serves both; Qwen2-VL's
+    differ, so both run. The report marks the repeated row."""
+    measured: dict = {}
+    run = dict(repeats=1, decode_tokens=1, warmup=False, measured=measured)
+    nvila = [measure_case(contenders["nvila"], Case("image", w, h), **run) for w, h in ((448, 448), (896, 896))]
+    assert nvila[0].same_as is None and nvila[1].same_as == "448x448"
+    assert nvila[1].ttft_ms == nvila[0].ttft_ms and nvila[1].vision_ms == nvila[0].vision_ms and nvila[1].ok
+    wide = measure_case(contenders["nvila"], Case("image", 1344, 896), **run)
+    assert wide.same_as is None and wide.ttft_ms != nvila[0].ttft_ms
+    measured.clear()
+    qwen = [measure_case(contenders["qwen2-vl"], Case("image", w, h), **run) for w, h in ((448, 448), (896, 896))]
+    assert [m.same_as for m in qwen] == [None, None] and len(measured) == 2
+    result = BenchResult({}, {}, [], [*nvila, wide, *qwen])
+    table = "\n".join(case_table(result, "image"))
+    assert "| 896x896 (= 448x448) | nvila |" in table and "| 448x448 | nvila |" in table
+
+
 @pytest.mark.parametrize("name", ["nvila", "qwen2-vl"])
 def test_the_visual_path_is_timed_inside_the_prefill(contenders, name):
     bm = contenders[name]

@@ -10,11 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import nvila
 from nvila.cli import main
+from nvila.synth.videos import encode_mp4
+from nvila.train.recipe import load_recipe
+from nvila.train.trainer import Trainer
 from tests.conftest import assert_modes_follow_umask
 
 
@@ -185,3 +189,20 @@ def test_activation_checkpointing_gives_the_same_losses(make_recipe, recwarn):
         assert a[step] == pytest.approx(b[step], rel=1e-5)
     messages = [str(w.message).lower() for w in recwarn]
     assert not [m for m in messages if "checkpointing" in m and "deprecat" in m]
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_video_timestamps_reach_the_training_prompts(make_recipe, tmp_path, timestamps):
+    """`data.video_timestamps` writes each video's frame times into the prompts the trainer tokenizes."""
+    frames = np.zeros((8, 56, 56, 3), np.uint8)
+    frames[4:] = 255
+    encode_mp4(tmp_path / "v.mp4", frames, fps=4)
+    record = {"id": "v", "video": "v.mp4", "conversations": [{"from": "human", "value": "<vila/video>\nWhen?"}]}
+    record["conversations"].append({"from": "gpt", "value": "1.0 - 2.0 seconds"})
+    (tmp_path / "videos.jsonl").write_text(json.dumps(record) + "\n")
+    recipe = load_recipe(make_recipe(data__train=str(tmp_path / "videos.jsonl"), data__video_timestamps=timestamps))
+    trainer = Trainer(recipe)
+    trainer.setup()
+    prompt = trainer.processor.tokenizer.decode(trainer.dataset[0].input_ids)
+    assert ("The video frames were sampled at 0." in prompt) is timestamps
+    assert "1.0 - 2.0 seconds" in prompt

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nvila.atomic import atomic_write, atomic_write_text
+from nvila.bench import REAL_WIDTH_SIZES
 from nvila.bench.runner import BenchResult, Measurement, decode_bytes, device_peak, median, prefill_flops
 from nvila.models.nvila.configuration_nvila import TextConfig
 
@@ -103,13 +104,14 @@ def case_table(result: BenchResult, kind: str) -> list[str]:
     ]
     rows = []
     for m in ordered(result, kind):
+        case = f"{m.case} (= {m.same_as})" if m.same_as else m.case
         if not m.ok:
-            rows.append([m.case, labels.get(m.model, m.model), f"{m.visual_tokens:,}", "-", m.error or "not run"])
+            rows.append([case, labels.get(m.model, m.model), f"{m.visual_tokens:,}", "-", m.error or "not run"])
             rows[-1] += ["-"] * (len(header) - len(rows[-1]))
             continue
         rows.append(
             [
-                m.case,
+                case,
                 labels.get(m.model, m.model),
                 f"{m.visual_tokens:,}",
                 f"{m.tower_patches:,}",
@@ -403,7 +405,7 @@ def render(result: BenchResult, plots: dict[str, Path], out: Path, command: str 
     lines += [
         "## Setup",
         "",
-        f"- Size **{s['size']}**, {s['dtype']}; {s['repeats']} timed runs after one warm-up; "
+        f"- Size **{s['size']}**, {s['dtype']}; {_runs(s['repeats'], s.get('warmup', True))}; "
         f"values are *median (min-max)*; decode measured over {s['decode_tokens']} tokens after the first"
         + (
             "; the repeats of each case take turns between the models, so outside load falls on all of them alike."
@@ -422,7 +424,17 @@ def render(result: BenchResult, plots: dict[str, Path], out: Path, command: str 
         "preprocessed inputs to the first "
         "token (vision + prefill). *peak MB*: memory above the loaded model during TTFT + decode.",
     ]
-    if s["size"] != "full":
+    if any(m.same_as for m in result.measurements):
+        lines.append(
+            "- *input (= other)*: this case's inputs had exactly the shapes of the other case's (the same tiles, "
+            "tokens and prompt), so its row repeats that measurement instead of timing identical work again."
+        )
+    if s["size"] == "2b":
+        lines.append(
+            "- The real towers and a Qwen2.5-1.5B-sized LLM: the balance of tower and LLM cost is the released 2B "
+            "models'; the absolute times are this CPU's, in float32."
+        )
+    elif s["size"] not in REAL_WIDTH_SIZES:
         lines.append(
             "- At this size every tower has the same narrow width and depth, so tower time follows patch counts and "
             "attention lengths, not the real towers' widths; the LLM is narrow too, so absolute times and the "
@@ -448,7 +460,7 @@ def render(result: BenchResult, plots: dict[str, Path], out: Path, command: str 
         lines += ["## Fraction of the device's peak", "", *peak, ""]
     lines += ["## Where scale-then-compress holds, and where it does not", "", MECHANISM]
     lines += ["Measured in this run:", "", *winners_table(result), "", *findings(result), *vision_shares(result)]
-    if s["size"] != "full":
+    if s["size"] not in REAL_WIDTH_SIZES:
         lines.append(
             f"- **Caveat of the {s['size']} size**: narrow towers make attention over long patch sequences dominate "
             "tower time, and the narrow LLM makes prefill cheap relative to the tower, so the vision share of TTFT "
@@ -459,12 +471,16 @@ def render(result: BenchResult, plots: dict[str, Path], out: Path, command: str 
     return "\n".join(lines)
 
 
+def _runs(repeats: int, warmup: bool) -> str:
+    return f"{repeats} timed run{'s' * (repeats != 1)}" + (" after one warm-up" if warmup else ", no warm-up")
+
+
 def merged_run_note(run: dict, cpu_cores: int | None) -> str:
     """A Setup bullet for a run of extra cases merged into the report (`runner.merge_results`)."""
     threads = run.get("torch_threads")
     line = (
         f"- {', '.join(run['cases'])}: measured in a separate run of the same models (`{run['command']}`), "
-        f"{run['repeats']} timed run{'s' * (run['repeats'] != 1)} after one warm-up"
+        f"{_runs(run['repeats'], run.get('warmup', True))}"
         + (f", {threads} torch thread{'s' * (threads != 1)}" if threads else "")
         + "; the ratios on these cases compare models of that run"
     )

@@ -42,6 +42,9 @@ class DataSpec:
     max_length: int = 4096  #: tokens per sample (packed row), visual tokens included
     overlong: str = "truncate"  #: "truncate" (text after the last media token) or "skip"
     packing: bool = True  #: pack several samples per row (no padding compute)
+    #: write each video's frame times before it ("The video frames were sampled at 0.0s, ..."), as
+    #: `--video-timestamps` does at inference: train for the prompts the model will be asked with
+    video_timestamps: bool = False
 
 
 @dataclass

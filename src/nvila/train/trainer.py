@@ -90,6 +90,7 @@ class Trainer:
                 f"{self.out} already holds a run; pass --resume to continue it or choose another output_dir"
             )
         self.model, self.processor = self._build_model()
+        self.processor.video_timestamps = r.data.video_timestamps
         self.trainable = self.prepare_model()
         if r.activation_checkpointing:
             for hf_model in (self.model.llm, self.model.vision_tower.model):
