@@ -17,7 +17,7 @@ from transformers import Qwen2ForCausalLM
 
 from nvila.bench.cli import add_bench_args, model_list, run_bench
 from nvila.bench.peers import available_models, build_model, default_models, fill_random, text_config
-from nvila.bench.report import case_table, nvila_ratio_table, summary_text, winners_table, write_report
+from nvila.bench.report import case_table, nvila_ratio_table, render, summary_text, winners_table, write_report
 from nvila.bench.runner import (
     BenchResult,
     Case,
@@ -266,6 +266,18 @@ def test_write_report_writes_markdown_and_plots(tmp_path):
     assert "| 448x448 | NVILA | 2,304 |" in text
     assert "Fraction of the device's peak" not in text  # only for known GPUs
     assert not list((tmp_path / "docs").glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+@pytest.mark.parametrize(
+    ("threads", "load", "shared"), [(2, [1.5, 1.94], False), (1, [2.9, 4.45], True), (1, [0.4, 1.2], False)]
+)
+def test_the_load_line_counts_the_runs_own_threads(threads, load, shared):
+    """On 2 cores, a 2-thread run makes a load of ~2 by itself: only load beyond the run's threads is other work."""
+    result = _result()
+    result.machine.update(torch_threads=threads, load_average=load)
+    text = render(result, {}, Path("perf.md"))
+    assert f"1-min load average {load[0]} at the start, {load[1]} at the end" in text
+    assert ("other processes shared the CPU" in text) is shared
 
 
 def test_report_on_a_known_gpu_states_the_fraction_of_peak(tmp_path):

@@ -25,6 +25,8 @@ examples:
   nvila bench --size small --cases images --models nvila,qwen2-vl --repeats 5
   nvila bench --size 2b --cases images --repeats 1 --decode-tokens 8 --out docs/performance/real-width.md
                                                 # CPU, real towers + a 1.5B LLM, one model at a time
+  nvila bench --size 2b --cases images --images 1344x896 --models nvila-lite,nvila-lite-w8a8 --repeats 1
+                                                # the W8A8 tower of `nvila quantize` against float, one image size
   nvila bench --size full --device cuda         # real 2B/8B-class widths in bf16, with % of GPU peak
   nvila bench --from-json results.json --out docs/performance.md   # re-render a saved run
   nvila bench --cases videos --frames 256 --repeats 2 --merge docs/performance/results.json

@@ -392,7 +392,7 @@ def render(result: BenchResult, plots: dict[str, Path], out: Path, command: str 
     ]
     load = mc.get("load_average") or []
     if len(load) == 2 and None not in load:
-        shared = max(load) > (mc["cpu_cores"] or 1) * 0.5
+        shared = max(load) - threads > (mc["cpu_cores"] or 1) * 0.5  # beyond the run's own threads
         machine_rows.append(
             [
                 "load",
