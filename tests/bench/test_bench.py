@@ -524,6 +524,26 @@ def test_a_case_with_the_inputs_of_an_earlier_one_repeats_its_measurement(conten
     assert "| 896x896 (= 448x448) | nvila |" in table and "| 448x448 | nvila |" in table
 
 
+def test_out_of_memory_is_recorded_once_and_a_repeated_case_runs_nothing(contenders, monkeypatch):
+    """A warm-up that runs out of memory ends the case with its error and no timed run; a later case of the same
+    shapes repeats that error without running anything."""
+    bm = contenders["nvila"]
+    calls = []
+
+    def exhausted(*args, **kwargs):
+        calls.append(1)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(bm, "prefill", exhausted)
+    measured: dict = {}
+    run = dict(repeats=2, decode_tokens=1, warmup=True, measured=measured)
+    first = measure_case(bm, Case("image", 448, 448), **run)
+    assert first.error == "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB" and not first.ok
+    assert first.ttft_ms == [] and first.vision_ms == [] and len(calls) == 1
+    second = measure_case(bm, Case("image", 896, 896), **run)
+    assert second.same_as == "448x448" and second.error == first.error and len(calls) == 1
+
+
 @pytest.mark.parametrize("name", ["nvila", "qwen2-vl"])
 def test_the_visual_path_is_timed_inside_the_prefill(contenders, name):
     bm = contenders[name]

@@ -318,6 +318,7 @@ class NVILABench(BenchModel):
 
     def __init__(self, name: str, size: str, device: torch.device, dtype: torch.dtype, seed: int) -> None:
         base = name.removesuffix(W8A8_SUFFIX)
+        w8a8 = base != name
         cfg = nvila_config(base, size)
         model, self.processor = random_pretrained(
             cfg, seed=seed, device=device, dtype=dtype, tokenizer=bench_tokenizer()
@@ -333,7 +334,7 @@ class NVILABench(BenchModel):
         else:
             self.label = "NVILA-Lite"
             self.geometry = "dynamic tiling (1-12 tiles + thumbnail), 3x3 projector; video: 1 tile/frame, no pooling"
-        if name.endswith(W8A8_SUFFIX):
+        if w8a8:
             self.label += " (W8A8 tower)"
             self.geometry += f"; W8A8 tower (SmoothQuant alpha {DEFAULT_ALPHA}, as `nvila quantize --vision w8a8`)"
         tower = cfg.vision
@@ -343,7 +344,7 @@ class NVILABench(BenchModel):
             f"SigLIP {tower.hidden_size}x{tower.num_hidden_layers}L @ {tower.image_size}px",
             [model.llm],
         )
-        if name.endswith(W8A8_SUFFIX):
+        if w8a8:
             self._quantize_tower()
 
     @torch.no_grad()

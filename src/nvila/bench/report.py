@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nvila.atomic import atomic_write, atomic_write_text
-from nvila.bench import REAL_WIDTH_SIZES
+from nvila.bench import REAL_WIDTH_SIZES, VARIANTS
 from nvila.bench.runner import BenchResult, Measurement, decode_bytes, device_peak, median, prefill_flops
 from nvila.models.nvila.configuration_nvila import TextConfig
 
 #: The peers every NVILA number is compared with (when they were measured).
 REFERENCES = ("qwen2-vl", "llava-onevision")
-NVILA_MODELS = ("nvila", "nvila-lite", "nvila-lite-w8a8")
+NVILA_MODELS = ("nvila", "nvila-lite", *VARIANTS)  # every variant is an NVILA model
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -421,8 +421,8 @@ def render(result: BenchResult, plots: dict[str, Path], out: Path, command: str 
         "- *visual tokens*: LLM positions filled by visual features (= the prompt's placeholders, checked against the "
         "model's feature count; LLaVA-OneVision's count includes its newline embeddings). *tower patches*: patch "
         "tokens through the vision tower. *vision ms*: time in the tower and projector within the TTFT run. *TTFT*: "
-        "preprocessed inputs to the first "
-        "token (vision + prefill). *peak MB*: memory above the loaded model during TTFT + decode.",
+        "preprocessed inputs to the first token (vision + prefill). *peak MB*: memory above the loaded model during "
+        "TTFT + decode.",
     ]
     if any(m.same_as for m in result.measurements):
         lines.append(

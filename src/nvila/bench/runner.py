@@ -355,27 +355,27 @@ def check_counts(bm: BenchModel, inputs: BenchInputs) -> int:
     return n
 
 
-@torch.inference_mode()
-def _prepare(
-    bm: BenchModel, case: Case, decode_tokens: int, warmup: bool = True
-) -> tuple[Measurement, BenchInputs | None]:
-    """Inputs of a case on the model's device, counts checked, one warm-up run (None: out of memory).
-
-    Without `warmup` (real widths on a CPU, minutes per run) neither runs here: every model's prefill checks
-    the prompt's visual positions against its features itself, on the timed run.
-    """
+def _case_inputs(bm: BenchModel, case: Case) -> tuple[Measurement, BenchInputs]:
+    """A case's inputs on the model's device, and its measurement with the counts filled in."""
     m = Measurement(bm.name, case.label, case.kind, case.width, case.height, case.frames)
     raw = bm.video_inputs(case.frames) if case.kind == "video" else bm.image_inputs(case.width, case.height)
     inputs = raw.to(bm.device, bm.dtype)
     m.visual_tokens, m.tower_patches, m.prompt_tokens = inputs.visual_tokens, inputs.tower_patches, inputs.prompt_tokens
+    return m, inputs
+
+
+@torch.inference_mode()
+def _warm_up(bm: BenchModel, inputs: BenchInputs, m: Measurement, decode_tokens: int) -> None:
+    """Counts checked, then one untimed generation; out of memory is recorded in `m` (no timed run follows).
+
+    Real widths on a CPU (minutes per run) skip it: every model's prefill checks the prompt's visual positions
+    against its features itself, on the timed run.
+    """
     try:
-        if warmup:
-            check_counts(bm, inputs)
-            generate_timed(bm, inputs, decode_tokens)
+        check_counts(bm, inputs)
+        generate_timed(bm, inputs, decode_tokens)
     except (torch.OutOfMemoryError, MemoryError) as e:
         _failed(m, e)
-        return m, None
-    return m, inputs
 
 
 @torch.inference_mode()
@@ -430,15 +430,17 @@ def measure_case(
     measured: this model's earlier measurements by `input_signature`; a case whose inputs match one repeats it
     (`same_as`) instead of running identical work again (NVILA's 448x448 and 896x896 images are both 14 tiles).
     """
-    m, inputs = _prepare(bm, case, decode_tokens, warmup)
-    if inputs is not None and measured is not None:
+    m, inputs = _case_inputs(bm, case)
+    if measured is not None:  # before the warm-up: a repeated case runs nothing
         key = input_signature(inputs)
         if key in measured:
             m.repeat_of(measured[key])
             return m
         measured[key] = m
-    for _ in range(repeats if inputs is not None else 0):
-        _repeat(bm, inputs, m, decode_tokens)
+    if warmup:
+        _warm_up(bm, inputs, m, decode_tokens)
+    for _ in range(repeats):
+        _repeat(bm, inputs, m, decode_tokens)  # nothing after an out-of-memory error
     return m
 
 
@@ -483,11 +485,12 @@ def run_bench_cases(
         built = [build(name) for name in models]
         for case in cases:
             bar.set_postfix_str(case.label)
-            prepared = [(bm, *_prepare(bm, case, decode_tokens)) for bm in built]
+            prepared = [(bm, *_case_inputs(bm, case)) for bm in built]
+            for bm, m, inputs in prepared:
+                _warm_up(bm, inputs, m, decode_tokens)
             for _ in range(repeats):
                 for bm, m, inputs in prepared:
-                    if inputs is not None:
-                        _repeat(bm, inputs, m, decode_tokens)
+                    _repeat(bm, inputs, m, decode_tokens)  # nothing after an out-of-memory error
             measurements += [m for _, m, _ in prepared]
             del prepared
             bar.update(len(built))
