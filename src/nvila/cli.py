@@ -162,10 +162,10 @@ SYNTH_HELP = (
 
 BENCH_HELP = (
     "side-by-side speed / token / memory comparison with Qwen2-VL, LLaVA-OneVision, InternVL\n\nexamples:\n"
-    "  nvila bench --size small --out docs/performance.md\n"
+    "  nvila bench --size small                                # writes docs/performance/small.md + plots\n"
     "  nvila bench --size full --cases images --repeats 5      # on a GPU: adds roofline fractions\n"
-    "  nvila bench --from-json docs/performance/results.json --out docs/performance.md\n"
-    "  nvila bench --size small --cases videos --frames 256 --merge docs/performance/results.json"
+    "  nvila bench --from-json docs/performance/small.json     # re-render a saved run\n"
+    "  nvila bench --size small --cases videos --frames 256 --merge docs/performance/small.json"
 )
 
 

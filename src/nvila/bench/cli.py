@@ -21,15 +21,15 @@ side-by-side performance of NVILA's visual pipeline against peer VLMs (random we
 the same Qwen2 text config for every model)
 
 examples:
-  nvila bench --size small                      # CPU, minutes: writes docs/performance.md + plots
+  nvila bench --size small                      # CPU, minutes: writes docs/performance/small.md + plots
   nvila bench --size small --cases images --models nvila,qwen2-vl --repeats 5
   nvila bench --size 2b --cases images --repeats 1 --decode-tokens 8 --out docs/performance/real-width.md
                                                 # CPU, real towers + a 1.5B LLM, one model at a time
   nvila bench --size 2b --cases images --images 1344x896 --models nvila-lite,nvila-lite-w8a8 --repeats 1
                                                 # the W8A8 tower of `nvila quantize` against float, one image size
   nvila bench --size full --device cuda         # real 2B/8B-class widths in bf16, with % of GPU peak
-  nvila bench --from-json results.json --out docs/performance.md   # re-render a saved run
-  nvila bench --cases videos --frames 256 --repeats 2 --merge docs/performance/results.json
+  nvila bench --from-json docs/performance/small.json   # re-render a saved run
+  nvila bench --cases videos --frames 256 --repeats 2 --merge docs/performance/small.json
                                                 # add cases to a saved run, re-render the whole"""
 
 
@@ -104,7 +104,12 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: float32, full: bfloat16)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("docs/performance.md"), help="markdown report; plots go next to it")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/performance/small.md"),
+        help="markdown report; plots go into a folder of its name beside it (default: docs/performance/small.md)",
+    )
     p.add_argument(
         "--note", action="append", default=[], metavar="TEXT", help="a line for the report's setup, e.g. other load"
     )
