@@ -116,6 +116,22 @@ def render(scene: dict) -> Image.Image:
     return image
 
 
+def word_boxes(scene: dict) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """Every body word of a page with its box (x0, y0, x1, y1) in page px, line by line, as `render` draws them.
+
+    x spans the word's advance (from the font's widths, no kerning, as `_words_that_fit` measures), y the line's
+    font size from its top."""
+    px, space = scene["body_px"], _width(scene["body_px"], " ")
+    boxes = []
+    for i, words in enumerate(scene["lines"]):
+        y, x = scene["top"] + i * scene["line_height"], float(scene["margin"])
+        for word in words:
+            width = _width(px, word)
+            boxes.append((word, (x, float(y), x + width, float(y + px))))
+            x += width + space
+    return boxes
+
+
 def _questions(title: str, lines: list[list[str]]) -> dict[str, list[Turn]]:
     line_of: dict[str, set[int]] = {}
     for i, words in enumerate(lines, 1):

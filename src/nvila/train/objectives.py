@@ -2,7 +2,8 @@
 asks for its trained module, the items its sample stream draws, its micro-batches and their loss.
 
 - `LanguageModelling` (`objective: lm`): next-token cross-entropy on the answers, padded or packed batches. With
-  `pixel_loss > 0` the auxiliary pixel head (`pixel_loss.PixelLossModel`) adds its weighted loss as an extra term.
+  `pixel_loss > 0` the auxiliary pixel head (`pixel_loss.PixelLossModel`) adds its weighted loss as an extra term;
+  with `word_loss > 0` so does the word loss of synth document pages (`word_loss`).
 - `VisionHeads` (`objective: vision_heads`): the tower alone, trained by supervised heads (`vision_heads`).
 
 Losses are sums over the micro-batch's loss terms (labelled tokens, or items); the trainer divides by the step's
@@ -30,6 +31,7 @@ from nvila.prompt import IGNORE_INDEX
 from nvila.train.pixel_loss import PixelLossModel
 from nvila.train.recipe import Recipe
 from nvila.train.vision_heads import HeadTargets, TowerWithHeads, head_batch
+from nvila.train.word_loss import WordBatchTargets, WordTargetDataset, batch_targets, word_loss_mean
 
 
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -88,39 +90,60 @@ class Objective(ABC):
 
 
 class LanguageModelling(Objective):
-    """Next-token loss on the answers of `dataset`; the auxiliary pixel loss as an extra when the recipe asks."""
+    """Next-token loss on the answers of `dataset`; the auxiliary pixel and word losses as extras when the recipe
+    asks."""
 
     def __init__(self, setup: ObjectiveSetup) -> None:
         self.recipe, self.model, self.processor = setup.recipe, setup.model, setup.processor
         self.items, self.mixture = setup.dataset, setup.mixture
-        self.pixel_weight = setup.recipe.pixel_loss
+        self.pixel_weight, self.word_weight = setup.recipe.pixel_loss, setup.recipe.word_loss
         if self.pixel_weight > 0 and setup.distributed:
             raise ConfigError("pixel_loss trains in one process (its head is not sharded); set pixel_loss: 0")
+        if self.word_weight > 0:
+            self.items = WordTargetDataset(setup.dataset, setup.processor)
         self.module = PixelLossModel(self.model) if self.pixel_weight > 0 else self.model
 
     def order(self, epoch: int) -> list[int]:
         return self.mixture.epoch_order(self.recipe.seed, epoch)
 
-    def batch(self, samples: list) -> TrainBatch:
+    def batch(self, samples: list) -> TrainBatch | tuple[TrainBatch, WordBatchTargets]:
+        words = samples if self.word_weight > 0 else None
+        if words is not None:
+            samples = [w.sample for w in words]
         pad, cfg = self.processor.pad_token_id, self.processor.config
         if not self.recipe.data.packing:
-            return collate_padded(samples, pad, cfg)
-        packs = pack_greedy([len(s.input_ids) for s in samples], self.recipe.data.max_length)
-        return collate_packed([[samples[i] for i in pack] for pack in packs], pad, cfg)
+            batch = collate_padded(samples, pad, cfg)
+        else:
+            packs = pack_greedy([len(s.input_ids) for s in samples], self.recipe.data.max_length)
+            batch = collate_packed([[samples[i] for i in pack] for pack in packs], pad, cfg)
+            if words is not None:  # the order the packs laid the samples out in
+                words = [words[i] for pack in packs for i in pack]
+        if words is None:
+            return batch
+        return batch, batch_targets(batch.input_ids, words, cfg.image_token_id)
 
-    def count(self, batch: TrainBatch) -> int:
-        return batch.n_label_tokens
+    def count(self, batch: TrainBatch | tuple[TrainBatch, WordBatchTargets]) -> int:
+        return (batch[0] if isinstance(batch, tuple) else batch).n_label_tokens
 
-    def loss(self, batch: TrainBatch, device: torch.device) -> MicroBatchLoss:
+    def loss(self, batch: TrainBatch | tuple[TrainBatch, WordBatchTargets], device: torch.device) -> MicroBatchLoss:
+        batch, words = batch if isinstance(batch, tuple) else (batch, None)
         kwargs = batch.model_kwargs(device)
         labels = kwargs.pop("labels")
         tokens = int(batch.input_ids.numel())
+        share = self.count(batch)  # extras are weighted like the micro-batch's share of the step's labelled tokens
+        extra: torch.Tensor | float = 0.0
+        metrics: dict[str, float] = {}
         if self.module is self.model:
-            return MicroBatchLoss(token_loss_sum(self.model(**kwargs).logits, labels), tokens)
-        logits, pixel = self.module(**kwargs)
-        # weighted like the micro-batch's share of the step's labelled tokens
-        extra = self.pixel_weight * pixel * self.count(batch)
-        return MicroBatchLoss(token_loss_sum(logits, labels), tokens, extra, {"pixel_loss": float(pixel.detach())})
+            logits = self.model(**kwargs).logits
+        else:
+            logits, pixel = self.module(**kwargs)
+            extra = self.pixel_weight * pixel * share
+            metrics["pixel_loss"] = float(pixel.detach())
+        word = None if words is None else word_loss_mean(logits, words)
+        if word is not None:
+            extra = extra + self.word_weight * word[0] * share
+            metrics.update(word_loss=float(word[0].detach()), word_accuracy=word[1])
+        return MicroBatchLoss(token_loss_sum(logits, labels), tokens, extra, metrics)
 
 
 class VisionHeads(Objective):

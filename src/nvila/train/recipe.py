@@ -90,6 +90,9 @@ class Recipe:
     #: weight of the auxiliary pixel loss (train/pixel_loss.py; not in the paper): every image token also
     #: predicts the colours it covers, so the projector keeps them; 0 disables it
     pixel_loss: float = 0.0
+    #: weight of the auxiliary word loss (train/word_loss.py; not in the paper): the image token where a synth
+    #: document page draws a word also predicts that word's token; 0 disables it
+    word_loss: float = 0.0
     activation_checkpointing: bool = False  #: recompute activations in backward (less memory, ~30% slower)
     save_every: int = 50  #: steps between resumable checkpoints
     log_every: int = 10
@@ -121,6 +124,7 @@ class Recipe:
             "data.overlong": self.data.overlong in ("truncate", "skip"),
             "objective": self.objective in OBJECTIVE_NAMES,
             "pixel_loss": self.pixel_loss >= 0 and (self.pixel_loss == 0 or self.objective == "lm"),
+            "word_loss": self.word_loss >= 0 and (self.word_loss == 0 or self.objective == "lm"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

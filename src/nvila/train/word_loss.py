@@ -1,0 +1,131 @@
+"""Auxiliary word loss (recipe key `word_loss`): image tokens where a page's word is drawn also predict that word.
+
+Not part of the paper's recipe. The small model's visual tokens hold a word where it is drawn, yet questions
+about words alone never taught the LLM to name it (docs/results.md, "Reading and the clock"): one answer per
+page is one example of one of 211 words. Here every body word of every `nvila synth` document page in the
+batch is a target: the LLM's own logits at the image token holding the word's centre (at the largest
+Dynamic-S2 scale, where the image's tokens form one raster) are scored against the word's first text token,
+so each page gives ~50 examples of the word -> token mapping, through the same head that writes answers.
+Records that are not synth document pages (other tasks, real data) carry no targets and only their
+next-token loss. Shapes: b rows, l tokens per row, v vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from nvila.data.dataset import ConversationDataset
+from nvila.errors import ConfigError
+from nvila.models.nvila.configuration_nvila import NVILAConfig
+from nvila.models.nvila.geometry import BlockSize
+from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
+from nvila.synth import documents
+
+#: The template prefix of the records whose scene is a document page (`nvila synth` task "documents").
+PAGE_TEMPLATES = "documents/"
+
+
+@dataclass
+class WordSample:
+    """An encoded sample and its word targets: (index among the sample's image tokens, token id) pairs."""
+
+    sample: EncodedSample
+    targets: list[tuple[int, int]]
+
+
+def token_raster(cfg: NVILAConfig, block: BlockSize) -> tuple[int, int]:
+    """(rows, cols) of the token raster an image's features form: the largest scale's grid of tiles (one
+    resized tile when `block` is None), each tile ceil(patches / group) tokens per side."""
+    side = -(-cfg.vision.patches_per_side // cfg.downsample)
+    rows, cols = block if block is not None else (1, 1)
+    return rows * side, cols * side
+
+
+def word_targets(scene: dict, cfg: NVILAConfig, block: BlockSize, token_id: dict[str, int]) -> list[tuple[int, int]]:
+    """(image token index, token id) of every body word of a document `scene`: the token whose cell holds the
+    word's centre once the page is resized to the tile grid, as the processor resizes it."""
+    width, height = scene["size"]
+    rows, cols = token_raster(cfg, block)
+    sx, sy = cols / width, rows / height  # tokens per page px (the page is stretched over the whole raster)
+    targets = []
+    for word, (x0, y0, x1, y1) in documents.word_boxes(scene):
+        col = min(cols - 1, int((x0 + x1) / 2 * sx))
+        row = min(rows - 1, int((y0 + y1) / 2 * sy))
+        targets.append((row * cols + col, token_id[word]))
+    return targets
+
+
+class WordTargetDataset:
+    """`dataset[i]` as a `WordSample` (None where the dataset skips record i); targets only for records of one
+    image whose scene is a synth document page, and only for the Dynamic-S2 raster (or a single tile)."""
+
+    def __init__(self, dataset: ConversationDataset, processor: NVILAProcessor) -> None:
+        cfg = processor.config
+        if not cfg.dynamic_s2 and cfg.image_aspect_ratio != "resize":
+            raise ConfigError(
+                "word_loss needs one token raster per image (Dynamic-S2, or resize); dynamic tiling (NVILA-Lite) "
+                "gives every tile its own placeholder: set word_loss: 0"
+            )
+        self.dataset, self.cfg = dataset, cfg
+        self._tokenizer = processor.tokenizer
+        self._token_id: dict[str, int] = {}
+
+    @property
+    def stats(self):
+        return self.dataset.stats
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> WordSample | None:
+        sample = self.dataset[index]
+        if sample is None:
+            return None
+        record = self.dataset.records[index]
+        scene = record.meta.get("scene")
+        is_page = str(record.meta.get("template", "")).startswith(PAGE_TEMPLATES) and isinstance(scene, dict)
+        if not is_page or len(sample.block_sizes) != 1:
+            return WordSample(sample, [])
+        for word, _ in documents.word_boxes(scene):
+            if word not in self._token_id:
+                self._token_id[word] = self._tokenizer(word, add_special_tokens=False).input_ids[0]
+        return WordSample(sample, word_targets(scene, self.cfg, sample.block_sizes[0], self._token_id))
+
+
+@dataclass
+class WordBatchTargets:
+    """The batch's word targets: positions into its flattened [b * l] tokens, and the token ids to predict."""
+
+    positions: torch.Tensor  #: [n] long
+    token_ids: torch.Tensor  #: [n] long
+
+
+def batch_targets(input_ids: torch.Tensor, samples: Sequence[WordSample], image_token_id: int) -> WordBatchTargets:
+    """Map each sample's targets to flat positions of `input_ids` [b, l]; `samples` in the order the collation
+    laid them out (row by row, each row's samples left to right), so their image tokens come in that order."""
+    image_positions = (input_ids.flatten() == image_token_id).nonzero()[:, 0]
+    positions, token_ids, offset = [], [], 0
+    for word_sample in samples:
+        n_image = sum(1 for t in word_sample.sample.input_ids if t == image_token_id)
+        for index, token in word_sample.targets:
+            positions.append(int(image_positions[offset + index]))
+            token_ids.append(token)
+        offset += n_image
+    if offset != image_positions.numel():
+        raise ValueError(f"the samples hold {offset} image tokens but the batch {image_positions.numel()}")
+    return WordBatchTargets(torch.tensor(positions, dtype=torch.long), torch.tensor(token_ids, dtype=torch.long))
+
+
+def word_loss_mean(logits: torch.Tensor, targets: WordBatchTargets) -> tuple[torch.Tensor, float] | None:
+    """Mean cross-entropy of the logits [b, l, v] at the targets' positions, and the share predicted right;
+    None when the batch has no targets."""
+    if targets.positions.numel() == 0:
+        return None
+    picked = logits.flatten(0, 1)[targets.positions.to(logits.device)].float()  # [n, v]
+    wanted = targets.token_ids.to(logits.device)
+    accuracy = float((picked.argmax(-1) == wanted).float().mean())
+    return F.cross_entropy(picked, wanted), accuracy

@@ -1,0 +1,133 @@
+"""The word loss's targets sit on the image tokens where the words are drawn, and it trains with the model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nvila.cli import main
+from nvila.data.collate import collate_packed, collate_padded
+from nvila.data.dataset import ConversationDataset
+from nvila.data.records import read_records
+from nvila.errors import ConfigError
+from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import from_name
+from nvila.synth import documents
+from nvila.synth.writer import write_dataset
+from nvila.train.word_loss import WordTargetDataset, batch_targets, token_raster, word_loss_mean, word_targets
+
+PAGE = (168, 168)  # 3 x 3 tiles of 56 px at the tests' largest scale: the page is not resized
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pages") / "ds"
+    write_dataset(root, {"documents": 6, "shapes": 2}, seed=5, image_size=PAGE, heldout=0, progress=False)
+    return root / "train.jsonl"
+
+
+def tiny_56():
+    cfg = from_name("tiny").with_overrides({"vision": {"image_size": 56}, "s2_scales": [56, 112, 168]})
+    return random_pretrained(cfg)
+
+
+def test_word_boxes_cover_the_ink_of_each_word_and_nothing_between_lines():
+    scene = documents.make_document(np.random.default_rng(0), (192, 192)).scene
+    ink = np.asarray(documents.render(scene).convert("L")) < 128  # [h, w]
+    boxes = documents.word_boxes(scene)
+    assert [w for w, _ in boxes] == [w for line in scene["lines"] for w in line]
+    for _, (x0, y0, x1, y1) in boxes:
+        assert ink[int(y0) : int(y1) + 2, int(x0) : int(x1)].any()
+    drawn = np.zeros_like(ink)
+    for _, (x0, y0, x1, y1) in boxes:
+        drawn[max(0, int(y0) - 1) : int(y1) + 3, max(0, int(x0) - 1) : int(x1) + 2] = True
+    title_bottom = scene["margin"] + round(scene["title_px"] * 1.4)
+    assert not (ink & ~drawn)[title_bottom:].any()  # below the title, every inked pixel is inside a word's box
+
+
+def test_targets_are_the_tokens_whose_cells_hold_the_word_centres():
+    _, processor = tiny_56()
+    cfg = processor.config
+    scene = documents.make_document(np.random.default_rng(1), PAGE).scene
+    ids = {w: k for k, w in enumerate(documents.VOCABULARY)}
+    block = processor.encode_messages([{"role": "user", "content": "<image>\nx"}], [documents.render(scene)])
+    rows, cols = token_raster(cfg, block.block_sizes[0])
+    cell = PAGE[0] / cols
+    targets = word_targets(scene, cfg, block.block_sizes[0], ids)
+    assert len(targets) == len(documents.word_boxes(scene)) and rows * cols == 9 * cfg.tokens_per_tile
+    for (index, token), (word, (x0, y0, x1, y1)) in zip(targets, documents.word_boxes(scene)):
+        r, c = divmod(index, cols)
+        assert token == ids[word]
+        assert c * cell <= (x0 + x1) / 2 < (c + 1) * cell and r * cell <= (y0 + y1) / 2 < (r + 1) * cell
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_batch_positions_are_the_image_tokens_of_each_sample(pages, packed):
+    _, processor = tiny_56()
+    cfg = processor.config
+    records = read_records(pages)
+    items = WordTargetDataset(ConversationDataset(records, processor, max_length=512), processor)
+    samples = [items[i] for i in range(len(items))]
+    assert sum(bool(s.targets) for s in samples) == 6  # the documents; the shapes have none
+    layout = [list(range(3)), list(range(3, len(samples)))] if packed else [[k] for k in range(len(samples))]
+    if packed:
+        batch = collate_packed([[samples[k].sample for k in row] for row in layout], processor.pad_token_id, cfg)
+    else:
+        batch = collate_padded([s.sample for s in samples], processor.pad_token_id, cfg)
+    targets = batch_targets(batch.input_ids, samples, cfg.image_token_id)
+    flat = batch.input_ids.flatten()
+    assert (flat[targets.positions] == cfg.image_token_id).all()
+    assert targets.token_ids.tolist() == [t for s in samples for _, t in s.targets]
+    # every target lands in its own sample's image tokens, at its index among them
+    length, expected = batch.input_ids.shape[1], []
+    for row, ks in enumerate(layout):
+        image_positions = (batch.input_ids[row] == cfg.image_token_id).nonzero()[:, 0].tolist()
+        before = 0
+        for k in ks:
+            expected += [row * length + image_positions[before + index] for index, _ in samples[k].targets]
+            before += samples[k].sample.input_ids.count(cfg.image_token_id)
+    assert targets.positions.tolist() == expected
+
+
+def test_loss_is_the_cross_entropy_at_the_targets_and_none_without_them():
+    logits = torch.randn(2, 5, 7, requires_grad=True)
+    from nvila.train.word_loss import WordBatchTargets
+
+    targets = WordBatchTargets(torch.tensor([1, 8]), torch.tensor([3, 4]))
+    loss, accuracy = word_loss_mean(logits, targets)
+    expected = torch.nn.functional.cross_entropy(torch.stack([logits[0, 1], logits[1, 3]]), torch.tensor([3, 4]))
+    assert torch.allclose(loss, expected)
+    assert accuracy == float((logits[0, 1].argmax() == 3).float() + (logits[1, 3].argmax() == 4).float()) / 2
+    assert word_loss_mean(logits, WordBatchTargets(torch.zeros(0, dtype=torch.long), torch.zeros(0))) is None
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_a_run_with_word_loss_lowers_it(make_recipe, pages, packing):
+    path = make_recipe("words", max_steps=12, word_loss=1.0, data__train=str(pages), data__packing=packing)
+    assert main(["train", "--recipe", path]) == 0
+    curve = [row["word_loss"] for row in rows(Path(path).parent / "words")]
+    assert len(curve) == 12 and all(math.isfinite(x) for x in curve)
+    assert sum(curve[-3:]) < 0.9 * sum(curve[:3])
+
+
+@pytest.mark.parametrize("changes", [{"word_loss": -1.0}, {"word_loss": 1.0, "objective": "vision_heads"}])
+def test_bad_word_loss_settings_are_refused(make_recipe, changes):
+    from nvila.train.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match="word_loss"):
+        load_recipe(make_recipe("bad", **changes))
+
+
+def test_word_loss_refuses_dynamic_tiling(pages):
+    _, processor = random_pretrained("tiny-lite")
+    with pytest.raises(ConfigError, match="word_loss"):
+        WordTargetDataset(ConversationDataset(read_records(pages), processor, max_length=512), processor)
