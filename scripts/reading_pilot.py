@@ -1,0 +1,234 @@
+"""Reading pilots in minutes: train a model's projector + LLM on reading questions over cached tower features.
+
+    python scripts/reading_pilot.py --questions first --word-loss 1 --lr 3e-3 --steps 1500
+    python scripts/reading_pilot.py --questions first:1 --word-loss 1 --lr 3e-3 --steps 1500   # line 1 only
+
+Draws `--pages` 192 px document pages (`nvila.synth.documents`, seed 100) and `--test-pages` fresh ones (seed
+200), runs the (frozen) tower once per page and keeps its multi-scale features, so a step costs the projector
+and the LLM alone. Each step trains on `--batch` questions (AdamW, constant LR, grad clip 1), optionally with the
+word loss of `nvila.train.word_loss` on every body word of the step's pages (`--word-loss`). Every
+`--eval-every` steps it prints the mean loss (answers + weighted word loss), the word loss, and the share of
+questions whose whole answer is the argmax under teacher forcing, on the first 600 train and test questions.
+Nothing is saved: this measures what a recipe would learn (docs/results.md, "Reading and the clock").
+
+Pages: `--max-lines N` keeps the first N body lines. Questions (`--questions`, comma-separated): first (the
+first word of every line), first:N (of lines 1..N), last (the last word of every line of two or more words),
+title. Other arms: `--centre NORM` standardises the projector's output per channel (its last linear folded) and
+scales it to that token norm; `--train-tower R` trains the tower too at R x LR (pixels cached instead of
+features: ~2x slower a step); `--scales A,B,C` changes the Dynamic-S2 scales (e.g. 64,192,384: a 24 x 24 token
+raster instead of 12 x 12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nvila import loader
+from nvila.data.collate import collate_padded
+from nvila.models.nvila.dynamic_s2 import map_to_tiles, merge_scales, tiles_to_map
+from nvila.models.nvila.processing_nvila import EncodedSample
+from nvila.synth import documents
+from nvila.train.word_loss import WordSample, batch_targets, word_loss_mean, word_targets
+
+PAGE = (192, 192)
+
+
+@dataclass
+class Question:
+    page: int
+    input_ids: list[int]
+    labels: list[int]
+    kind: str
+
+
+@dataclass
+class Pages:
+    scenes: list[dict]
+    inputs: torch.Tensor  #: [pages, tiles, ...] fp16: S2 tower features, or pixel tiles when the tower trains
+    block: tuple[int, int]
+
+
+def asked(scene: dict, kinds: list[str]) -> list[tuple[str, str, str]]:
+    """(question, answer, kind) of a page for the question kinds asked."""
+    out = []
+    for i, words in enumerate(scene["lines"], 1):
+        for kind in kinds:
+            if kind == "first" or (kind.startswith("first:") and i <= int(kind.split(":")[1])):
+                out.append((f"What is the first word of line {i}?", words[0], kind))
+            if kind == "last" and len(words) > 1:
+                out.append((f"What is the last word of line {i}?", words[-1], kind))
+    if "title" in kinds:
+        out.append(("What is the title?", scene["title"], "title"))
+    return out
+
+
+@torch.inference_mode()
+def draw_pages(model, processor, n: int, seed: int, pixels: bool, max_lines: int = 0) -> Pages:
+    cfg, rng = model.nvila_config, np.random.default_rng(seed)
+    scenes, inputs, block = [], [], None
+    for _ in range(n):
+        scene = documents.make_document(rng, PAGE, 1).scene
+        if max_lines:
+            scene["lines"] = scene["lines"][:max_lines]
+        sample = processor.encode_messages([{"role": "user", "content": "<image>\nx"}], [documents.render(scene)])
+        batch = collate_padded([sample], processor.pad_token_id, cfg)
+        block = batch.image_block_sizes[0]
+        if pixels:
+            inputs.append(batch.pixel_values.half())
+        else:
+            tower = model.vision_tower(batch.pixel_values)
+            inputs.append(map_to_tiles(merge_scales(tower, cfg.s2_scales, block), *block).half())
+        scenes.append(scene)
+    return Pages(scenes, torch.stack(inputs), block)
+
+
+def encode(processor, question: str, answer: str) -> tuple[list[int], list[int]]:
+    blank = Image.new("RGB", PAGE, "white")  # the ids of the image tokens do not depend on the pixels
+    messages = [{"role": "user", "content": "<image>\n" + question}, {"role": "assistant", "content": answer}]
+    sample = processor.encode_messages(messages, [blank])
+    return sample.input_ids, sample.labels
+
+
+def forward(model, pages: Pages, questions: list[Question], pad_id: int, train_tower: bool):
+    """(LLM output, ids [b, l], labels [b, l]) of a batch of questions about cached pages."""
+    cfg, (rows, cols) = model.nvila_config, pages.block
+    tiles = pages.inputs[[q.page for q in questions]].float()
+    b = tiles.shape[0]
+    if train_tower:
+        tower = model.vision_tower(tiles.flatten(0, 1)).reshape(b, tiles.shape[1], -1, cfg.vision.hidden_size)
+        tiles = torch.stack([map_to_tiles(merge_scales(t, cfg.s2_scales, pages.block), rows, cols) for t in tower])
+    projected = model.mm_projector(tiles.flatten(0, 1)).reshape(b, rows * cols, -1, cfg.text.hidden_size)
+    features = torch.cat([tiles_to_map(p, rows, cols).flatten(1).T for p in projected])
+    length = max(len(q.input_ids) for q in questions)
+    ids = torch.full((b, length), pad_id)
+    labels = torch.full((b, length), -100)
+    mask = torch.zeros((b, length), dtype=torch.long)
+    for r, q in enumerate(questions):
+        ids[r, : len(q.input_ids)] = torch.tensor(q.input_ids)
+        labels[r, : len(q.labels)] = torch.tensor(q.labels)
+        mask[r, : len(q.input_ids)] = 1
+    out = model.llm(inputs_embeds=model.embed_features(ids, features, None), attention_mask=mask, labels=labels)
+    return out, ids, labels
+
+
+def answered(out, labels: torch.Tensor) -> torch.Tensor:
+    """[b] whether every answer token is the argmax given the ones before (teacher forcing)."""
+    predicted, wanted = out.logits[:, :-1].argmax(-1), labels[:, 1:]
+    return ((predicted == wanted) | (wanted == -100)).all(-1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="src/nvila/resources/models/nvila-small")
+    p.add_argument("--pages", type=int, default=1000, help="training pages (default: 1000)")
+    p.add_argument("--test-pages", type=int, default=150, help="fresh pages scored (default: 150)")
+    p.add_argument("--questions", default="first", help="question kinds, comma-separated (default: first)")
+    p.add_argument("--max-lines", type=int, default=0, help="draw at most this many body lines (default: all)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=32, help="questions a step (default: 32)")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--head-lr-ratio", type=float, default=1.0, help="the LM head's LR = lr x this")
+    p.add_argument("--word-loss", type=float, default=0.0, help="weight of the word loss (default: 0, off)")
+    p.add_argument("--centre", type=float, default=0.0, metavar="NORM", help="standardise the projector output")
+    p.add_argument("--train-tower", type=float, default=0.0, metavar="R", help="train the tower at R x lr")
+    p.add_argument("--scales", default="", help="Dynamic-S2 scales, e.g. 64,192,384 (default: the model's)")
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    if args.centre and args.train_tower:
+        p.error("--centre reads cached tower features: it cannot be combined with --train-tower")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model, processor = loader.load(args.model)
+    model.float()
+    cfg = model.nvila_config
+    if args.scales:
+        scales = tuple(int(x) for x in args.scales.split(","))
+        for config in {id(c): c for c in (cfg, processor.config, processor.image_processor.nvila_config)}.values():
+            config.s2_scales, config.max_tiles = scales, max(config.max_tiles, (scales[-1] // scales[0]) ** 2)
+    kinds, train_tower = args.questions.split(","), args.train_tower > 0
+    start = time.time()
+    pages = draw_pages(model, processor, args.pages, 100, train_tower, args.max_lines)
+    test_pages = draw_pages(model, processor, args.test_pages, 200, train_tower, args.max_lines)
+    print(f"drew {args.pages} + {args.test_pages} pages in {time.time() - start:.0f} s", flush=True)
+    pad = processor.pad_token_id
+    tokenizer = processor.tokenizer
+    token_id = {w: tokenizer(w, add_special_tokens=False).input_ids[0] for w in documents.VOCABULARY}
+
+    def questions_of(p: Pages) -> list[Question]:
+        return [
+            Question(k, *encode(processor, q, a), kind)
+            for k, s in enumerate(p.scenes)
+            for q, a, kind in asked(s, kinds)
+        ]
+
+    train, test = questions_of(pages), questions_of(test_pages)
+    print(f"{len(train)} train / {len(test)} test questions", flush=True)
+    if args.centre:
+        with torch.no_grad():
+            last = model.mm_projector.layers[-1]
+            out = model.mm_projector(pages.inputs[:64].float().flatten(0, 1)).flatten(0, 1)
+            mean, std = out.mean(0), out.std(0) + 1e-6
+            scale = args.centre / ((out - mean) / std).norm(dim=-1).mean() / std
+            last.weight.mul_(scale[:, None])
+            last.bias.copy_((last.bias - mean) * scale)
+    head = list(model.llm.lm_head.parameters())
+    rest = [w for n, w in model.llm.named_parameters() if not n.startswith("lm_head")]
+    groups = [{"params": head, "lr": args.lr * args.head_lr_ratio}, {"params": rest, "lr": args.lr}]
+    groups.append({"params": list(model.mm_projector.parameters()), "lr": args.lr})
+    if train_tower:
+        groups.append({"params": list(model.vision_tower.parameters()), "lr": args.lr * args.train_tower})
+    params = [w for g in groups for w in g["params"]]
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+
+    @torch.no_grad()
+    def accuracy(questions: list[Question], p: Pages) -> str:
+        model.eval()
+        hits: dict[str, list[bool]] = {}
+        for s in range(0, min(600, len(questions)), 64):
+            chunk = questions[s : min(s + 64, 600)]
+            out, _, labels = forward(model, p, chunk, pad, train_tower)
+            for q, hit in zip(chunk, answered(out, labels).tolist()):
+                hits.setdefault(q.kind, []).append(hit)
+        model.train()
+        return ", ".join(f"{k} {np.mean(v):.1%}" for k, v in hits.items())
+
+    rng, losses, word_losses = np.random.default_rng(0), [], []
+    start = time.time()
+    for step in range(1, args.steps + 1):
+        batch = [train[i] for i in rng.choice(len(train), args.batch, replace=False)]
+        out, ids, _ = forward(model, pages, batch, pad, train_tower)
+        loss = out.loss
+        if args.word_loss:
+            samples = [
+                WordSample(
+                    EncodedSample(q.input_ids, q.labels, [], []),
+                    word_targets(pages.scenes[q.page], cfg, pages.block, token_id),
+                )
+                for q in batch
+            ]
+            word, _ = word_loss_mean(out.logits, batch_targets(ids, samples, cfg.image_token_id))
+            word_losses.append(float(word.detach()))
+            loss = loss + args.word_loss * word
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if step % args.eval_every == 0 or step == args.steps:
+            word_mean = np.mean(word_losses[-50:]) if word_losses else 0.0
+            print(
+                f"step {step} loss {np.mean(losses[-50:]):.3f} word loss {word_mean:.3f} | "
+                f"train: {accuracy(train, pages)} | fresh: {accuracy(test, test_pages)} | {time.time() - start:.0f} s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

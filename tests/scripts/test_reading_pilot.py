@@ -1,0 +1,56 @@
+"""scripts/reading_pilot.py: the questions it asks per kind, and a short run that trains with the word loss."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nvila.synth import documents
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reading_pilot.py"
+
+
+@pytest.fixture(scope="module")
+def pilot():
+    spec = importlib.util.spec_from_file_location("reading_pilot", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_questions_per_kind(pilot):
+    scene = documents.make_document(np.random.default_rng(3), pilot.PAGE).scene
+    lines = scene["lines"]
+    assert len(lines) >= 3
+    first = pilot.asked(scene, ["first:2"])
+    assert first == [(f"What is the first word of line {i}?", lines[i - 1][0], "first:2") for i in (1, 2)]
+    assert len(pilot.asked(scene, ["first"])) == len(lines)
+    last = pilot.asked(scene, ["last", "title"])
+    assert last[-1] == ("What is the title?", scene["title"], "title")
+    assert [a for _, a, k in last if k == "last"] == [w[-1] for w in lines if len(w) > 1]
+
+
+def test_a_short_run_reports_both_losses_and_both_splits(pilot, monkeypatch, capsys):
+    argv = ["reading_pilot.py", "--pages", "6", "--test-pages", "2", "--steps", "2", "--eval-every", "2"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--batch", "4", "--word-loss", "1", "--questions", "first:2,title"])
+    pilot.main()
+    report = capsys.readouterr().out.splitlines()[-1]
+    found = re.match(r"step 2 loss ([\d.]+) word loss ([\d.]+) \| train: (.*) \| fresh: (.*) \| \d+ s", report)
+    assert found, report
+    loss, word = float(found.group(1)), float(found.group(2))
+    assert word > 0 and loss > word  # the answers' loss is added to the weighted word loss
+    for split in (found.group(3), found.group(4)):
+        assert re.fullmatch(r"first:2 [\d.]+%, title [\d.]+%", split), split
+
+
+def test_centre_and_train_tower_are_refused_together(pilot, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--centre", "2", "--train-tower", "1"])
+    with pytest.raises(SystemExit):
+        pilot.main()
