@@ -156,7 +156,8 @@ SYNTH_HELP = (
     "write a deterministic synthetic dataset (documents, charts, shapes, events)\n\nexamples:\n"
     "  nvila synth --out data/synth\n"
     "  nvila synth --out data/tiny --tasks shapes=5000,documents=5000 --image-size 64 --seed 1\n"
-    "  nvila synth --out data/video --tasks events=500 --video-size 64 --heldout events=50 --overwrite"
+    "  nvila synth --out data/video --tasks events=500 --video-size 64 --heldout events=50 --overwrite\n"
+    "  nvila synth --out data/read-2 --tasks documents=3000 --image-size 192 --page-lines 2   # reading curriculum"
 )
 
 

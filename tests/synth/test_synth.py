@@ -456,6 +456,8 @@ def test_localization_answer_format():
         ({"video_size": (65, 64)}, "must be even"),
         ({"seed": -1}, "seed must be"),
         ({"max_questions": 0}, "max questions"),
+        ({"page_lines": 0}, "page lines must be"),
+        ({"page_lines": 2.0}, "page lines must be"),
         ({"workers": 0}, "workers must be"),
     ],
 )
@@ -621,3 +623,22 @@ def test_captions_add_one_scene_derived_turn_and_change_nothing_else(dataset, tm
             if len(images) == 1 and first:  # listed top to bottom
                 assert answer.startswith(f"{min(first, key=lambda o: (o['y'], o['x']))['colour']} ")
     assert seen == {"documents/describe", "charts/describe", "shapes/describe"}
+
+
+@pytest.mark.parametrize("most", [1, 3])
+def test_page_lines_caps_the_lines_of_pages_and_the_lines_asked_about(tmp_path, most):
+    tasks = {"documents": 24, "shapes": 4}
+    manifest = write_dataset(tmp_path / "p", tasks, seed=3, image_size=192, page_lines=most, progress=False)
+    assert manifest["page_lines"] == most
+    records = records_of(tmp_path / "p")
+    pages = [r for r in records if r["source"] == "documents"]
+    counts = [len(r["meta"]["scene"]["lines"]) for r in pages]
+    assert max(counts) == most and min(counts) >= min(2, most)
+    asked = [int(n) for r in pages for q, _, _ in turns(r) for n in re.findall(r"line (\d+)", q)]
+    assert asked and max(asked) <= most
+    # the other tasks draw exactly what they draw without the option
+    plain = write_dataset(tmp_path / "q", tasks, seed=3, image_size=192, progress=False)
+    assert "page_lines" not in plain
+    assert [r for r in records_of(tmp_path / "q") if r["source"] == "shapes"] == [
+        r for r in records if r["source"] == "shapes"
+    ]

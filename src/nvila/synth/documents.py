@@ -86,12 +86,16 @@ def _words_that_fit(
     return words
 
 
-def make_document(rng: np.random.Generator, size: tuple[int, int] = (448, 448), max_questions: int = 3) -> Sample:
-    """A page with a title and 1..max_lines lines of words, and 1..max_questions reading questions."""
+def make_document(
+    rng: np.random.Generator, size: tuple[int, int] = (448, 448), max_questions: int = 3, max_lines: int | None = None
+) -> Sample:
+    """A page with a title and lines of words (2..the lines that fit, or 1..`max_lines` when it is smaller: simpler
+    pages for a reading curriculum), and 1..max_questions reading questions."""
     lay = layout(size)
     n_title = int(rng.integers(1, MAX_TITLE_WORDS + 1))
     title = " ".join(_words_that_fit(rng, lay["title_px"], lay["width"], n_title, style=str.capitalize))
-    n_lines = int(rng.integers(min(2, lay["max_lines"]), lay["max_lines"] + 1))
+    most = lay["max_lines"] if max_lines is None else min(max_lines, lay["max_lines"])
+    n_lines = int(rng.integers(min(2, most), most + 1))
     lines = []
     for _ in range(n_lines):
         fill = rng.uniform(0.4, 1.0)  # ragged right edge: lines of varied length

@@ -71,11 +71,15 @@ class Task:
     default_count: int
     #: The task's caption turn (scene -> Turn) for datasets written with captions; None: the task has none.
     describe: Callable[[dict], Turn] | None = None
+    #: `make` takes `max_lines` (the plan's page_lines: at most that many lines of text per image)
+    takes_page_lines: bool = False
 
 
 #: The tasks, in the order they are written.
 TASKS: dict[str, Task] = {
-    "documents": Task(make_document, video=False, default_count=1000, describe=documents.describe),
+    "documents": Task(
+        make_document, video=False, default_count=1000, describe=documents.describe, takes_page_lines=True
+    ),
     "charts": Task(make_chart, video=False, default_count=500, describe=charts.describe),
     "shapes": Task(make_shapes, video=False, default_count=1000, describe=shapes.describe),
     "events": Task(make_events, video=True, default_count=200),
@@ -93,6 +97,7 @@ class Plan:
     max_questions: int
     heldout: float | dict[str, int]  #: as asked, for the manifest
     captions: bool = False  #: end every image record with its task's caption turn
+    page_lines: int | None = None  #: at most this many body lines on a document page (None: as many as fit)
 
 
 # ---- options ----------------------------------------------------------------------------------------------
@@ -104,6 +109,7 @@ def make_plan(
     video_size: int | tuple[int, int] | None = None,
     max_questions: int = 3,
     captions: bool = False,
+    page_lines: int | None = None,
 ) -> Plan:
     """Check the options of `write_dataset`; raise `ConfigError` naming the bad one."""
     totals = _task_counts(tasks)
@@ -111,6 +117,8 @@ def make_plan(
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     if isinstance(max_questions, bool) or not isinstance(max_questions, int) or max_questions < 1:
         raise ConfigError(f"max questions must be an integer >= 1, got {max_questions!r}")
+    if page_lines is not None and (isinstance(page_lines, bool) or not isinstance(page_lines, int) or page_lines < 1):
+        raise ConfigError(f"page lines must be an integer >= 1, got {page_lines!r}")
     image = _size(image_size, "image size")
     if video_size is None:  # the image size, capped and made even
         video_size = tuple(min(s, DEFAULT_MAX_VIDEO_SIDE) // 2 * 2 for s in image)
@@ -120,7 +128,7 @@ def make_plan(
     held = _heldout_counts(totals, heldout)
     counts = {name: (totals[name] - held[name], held[name]) for name in TASKS if name in totals}
     heldout_option = dict(heldout) if isinstance(heldout, Mapping) else float(heldout)
-    return Plan(counts, seed, image, video, max_questions, heldout_option, bool(captions))
+    return Plan(counts, seed, image, video, max_questions, heldout_option, bool(captions), page_lines)
 
 
 def _task_counts(tasks: Mapping[str, int] | Sequence[str] | None) -> dict[str, int]:
@@ -180,7 +188,10 @@ def draw_sample(
     for attempt in range(MAX_ATTEMPTS):
         # Fixed-length entropy: numpy's SeedSequence gives [a, b] and [a, b, 0] the same state.
         rng = np.random.default_rng([plan.seed, zlib.crc32(task.encode()), SPLITS.index(split), index, attempt])
-        sample = spec.make(rng, size, plan.max_questions)
+        if spec.takes_page_lines and plan.page_lines is not None:
+            sample = spec.make(rng, size, plan.max_questions, plan.page_lines)
+        else:
+            sample = spec.make(rng, size, plan.max_questions)
         if plan.captions and spec.describe is not None:  # derived from the scene: draws nothing from rng
             sample.turns.append(spec.describe(sample.scene))
         digest = media_digest(sample)
@@ -312,6 +323,7 @@ def write_dataset(
     video_size: int | tuple[int, int] | None = None,
     max_questions: int = 3,
     captions: bool = False,
+    page_lines: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
     workers: int | None = None,
@@ -325,11 +337,13 @@ def write_dataset(
     captions: end every image record with a caption turn (all shapes with their colours, every bar's value and
         colour, a page's whole text): dense supervision for projector and reading pre-training. Records are
         otherwise the same as without it (the caption is drawn from the scene, not from the random stream).
+    page_lines: at most this many body lines on each document page (1..N, so its questions ask about lines
+        1..N): simpler pages for a reading curriculum; None (default) draws 2..as many as fit.
     overwrite: replace an existing dataset at `root` (never a folder that is not a dataset and not empty).
     progress: show a progress bar (None: when stderr is a terminal).
     workers: processes drawing samples (None: `default_workers`); the files do not depend on it.
     """
-    plan = make_plan(tasks, seed, image_size, heldout, video_size, max_questions, captions)
+    plan = make_plan(tasks, seed, image_size, heldout, video_size, max_questions, captions, page_lines)
     if workers is None:
         workers = default_workers(sum(sum(c) for c in plan.counts.values()))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -390,6 +404,7 @@ def _manifest(root: Path, plan: Plan) -> dict:
         "video_size": list(plan.video_size),
         "max_questions": plan.max_questions,
         "captions": plan.captions,
+        **({"page_lines": plan.page_lines} if plan.page_lines is not None else {}),
         "heldout": plan.heldout,
         "tasks": {name: {"train": n, "heldout": k} for name, (n, k) in plan.counts.items()},
         "records": {"train": len(train), "heldout": len(heldout)},
@@ -446,7 +461,8 @@ SYNTH_HELP = (
     "write a deterministic synthetic dataset (documents, charts, shapes, events)\n\nexamples:\n"
     "  nvila synth --out data/synth\n"
     "  nvila synth --out data/tiny --tasks shapes=5000,documents=5000 --image-size 64 --seed 1\n"
-    "  nvila synth --out data/video --tasks events=500 --video-size 64 --heldout events=50 --overwrite"
+    "  nvila synth --out data/video --tasks events=500 --video-size 64 --heldout events=50 --overwrite\n"
+    "  nvila synth --out data/read-2 --tasks documents=3000 --image-size 192 --page-lines 2   # reading curriculum"
 )
 
 
@@ -480,6 +496,12 @@ def add_synth_args(p: argparse.ArgumentParser) -> None:
         help="end every image record with a caption turn (shapes and colours, bar values, the page text)",
     )
     p.add_argument(
+        "--page-lines",
+        type=int,
+        metavar="N",
+        help="documents: at most N body lines per page, so questions ask about lines 1..N (default: as many as fit)",
+    )
+    p.add_argument(
         "--workers", type=int, metavar="N", help="processes (default: 1 below 500 records, else the CPUs, at most 8)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
@@ -498,6 +520,7 @@ def run_synth(args: argparse.Namespace) -> int:
         video_size=parse_size(args.video_size, "--video-size") if args.video_size else None,
         max_questions=args.max_questions,
         captions=args.captions,
+        page_lines=args.page_lines,
         overwrite=args.overwrite,
         workers=args.workers,
     )
