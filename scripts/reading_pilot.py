@@ -11,10 +11,10 @@ word loss of `nvila.train.word_loss` on every body word of the step's pages (`--
 questions whose whole answer is the argmax under teacher forcing, on the first 600 train and test questions.
 Nothing is saved: this measures what a recipe would learn (docs/results.md, "Reading and the clock").
 
-Pages: `--max-lines N` keeps the first N body lines. Questions (`--questions`, comma-separated): first (the
-first word of every line), first:N (of lines 1..N), last (the last word of every line of two or more words),
-title. Other arms: `--centre NORM` standardises the projector's output per channel (its last linear folded) and
-scales it to that token norm; `--train-tower R` trains the tower too at R x LR (pixels cached instead of
+Pages: `--max-lines N` keeps the first N body lines. Questions (`--questions`, comma-separated): first (the first
+word of every line), first:N (of lines 1..N, scored per line), last (the last word of every line of two or more
+words), title. Other arms: `--centre NORM` standardises the projector's output per channel (its last linear folded)
+and scales it to that token norm; `--train-tower R` trains the tower too at R x LR (pixels cached instead of
 features: ~2x slower a step); `--scales A,B,C` changes the Dynamic-S2 scales (e.g. 64,192,384: a 24 x 24 token
 raster instead of 12 x 12).
 """
@@ -59,8 +59,10 @@ def asked(scene: dict, kinds: list[str]) -> list[tuple[str, str, str]]:
     out = []
     for i, words in enumerate(scene["lines"], 1):
         for kind in kinds:
-            if kind == "first" or (kind.startswith("first:") and i <= int(kind.split(":")[1])):
+            if kind == "first":
                 out.append((f"What is the first word of line {i}?", words[0], kind))
+            if kind.startswith("first:") and i <= int(kind.split(":")[1]):  # scored line by line
+                out.append((f"What is the first word of line {i}?", words[0], f"line {i}"))
             if kind == "last" and len(words) > 1:
                 out.append((f"What is the last word of line {i}?", words[-1], kind))
     if "title" in kinds:
