@@ -50,20 +50,29 @@ def test_word_boxes_cover_the_ink_of_each_word_and_nothing_between_lines():
     assert not (ink & ~drawn)[title_bottom:].any()  # below the title, every inked pixel is inside a word's box
 
 
-def test_targets_are_the_tokens_whose_cells_hold_the_word_centres():
-    _, processor = tiny_56()
-    cfg = processor.config
-    scene = documents.make_document(np.random.default_rng(1), PAGE).scene
+@pytest.mark.parametrize("tile", [56, 70])  # 4 patches of 14 px (2 tokens a side), or 5 (3 tokens, one padded)
+def test_targets_are_the_tokens_whose_cells_hold_the_word_centres(tile):
+    cfg = from_name("tiny").with_overrides({"vision": {"image_size": tile}, "s2_scales": [tile, 2 * tile, 3 * tile]})
+    _, processor = random_pretrained(cfg)
+    page = (3 * tile, 3 * tile)  # the largest scale's 3 x 3 grid: the page is not resized
+    scene = documents.make_document(np.random.default_rng(1), page).scene
     ids = {w: k for k, w in enumerate(documents.VOCABULARY)}
     block = processor.encode_messages([{"role": "user", "content": "<image>\nx"}], [documents.render(scene)])
     rows, cols = token_raster(cfg, block.block_sizes[0])
-    cell = PAGE[0] / cols
+    side, cell = rows // 3, cfg.vision.patch_size * cfg.downsample
+    assert rows * cols == 9 * cfg.tokens_per_tile
+
+    def span(index: int) -> tuple[int, int]:
+        """The page px a raster index covers along one axis (a tile's last token stops at the tile's edge)."""
+        start = index // side * tile + index % side * cell
+        return start, min(start + cell, (index // side + 1) * tile)
+
     targets = word_targets(scene, cfg, block.block_sizes[0], ids)
-    assert len(targets) == len(documents.word_boxes(scene)) and rows * cols == 9 * cfg.tokens_per_tile
+    assert len(targets) == len(documents.word_boxes(scene))
     for (index, token), (word, (x0, y0, x1, y1)) in zip(targets, documents.word_boxes(scene)):
-        r, c = divmod(index, cols)
+        (top, bottom), (left, right) = span(index // cols), span(index % cols)
         assert token == ids[word]
-        assert c * cell <= (x0 + x1) / 2 < (c + 1) * cell and r * cell <= (y0 + y1) / 2 < (r + 1) * cell
+        assert left <= (x0 + x1) / 2 < right and top <= (y0 + y1) / 2 < bottom
 
 
 @pytest.mark.parametrize("packed", [False, True])

@@ -47,14 +47,22 @@ def token_raster(cfg: NVILAConfig, block: BlockSize) -> tuple[int, int]:
 
 def word_targets(scene: dict, cfg: NVILAConfig, block: BlockSize, token_id: dict[str, int]) -> list[tuple[int, int]]:
     """(image token index, token id) of every body word of a document `scene`: the token whose cell holds the
-    word's centre once the page is resized to the tile grid, as the processor resizes it."""
+    word's centre once the page is resized to the tile grid, as the processor resizes it (a tile's last token
+    row and column may cover the projector's zero padding, so cells are found tile by tile)."""
     width, height = scene["size"]
+    grid_rows, grid_cols = block if block is not None else (1, 1)
     rows, cols = token_raster(cfg, block)
-    sx, sy = cols / width, rows / height  # tokens per page px (the page is stretched over the whole raster)
+    side, tile, cell = rows // grid_rows, cfg.tile_size, cfg.vision.patch_size * cfg.downsample
+
+    def token(position: float, page: int, tiles: int) -> int:
+        """The raster index along one axis of a page coordinate (px)."""
+        resized = position * tiles * tile / page
+        index = min(tiles - 1, int(resized // tile))
+        return index * side + min(side - 1, int((resized - index * tile) // cell))
+
     targets = []
     for word, (x0, y0, x1, y1) in documents.word_boxes(scene):
-        col = min(cols - 1, int((x0 + x1) / 2 * sx))
-        row = min(rows - 1, int((y0 + y1) / 2 * sy))
+        row, col = token((y0 + y1) / 2, height, grid_rows), token((x0 + x1) / 2, width, grid_cols)
         targets.append((row * cols + col, token_id[word]))
     return targets
 
