@@ -31,7 +31,6 @@ from PIL import Image
 
 from nvila import loader
 from nvila.data.collate import collate_padded
-from nvila.models.nvila.dynamic_s2 import map_to_tiles, merge_scales, tiles_to_map
 from nvila.models.nvila.processing_nvila import EncodedSample
 from nvila.synth import documents
 from nvila.train.word_loss import WordSample, batch_targets, word_loss_mean, word_targets
@@ -54,20 +53,31 @@ class Pages:
     block: tuple[int, int]
 
 
+#: The question kinds (`--questions`; first:N asks lines 1..N of "first") and the synth templates they ask.
+TEMPLATES = {"first": "documents/first_word", "last": "documents/last_word", "title": "documents/title"}
+
+
 def asked(scene: dict, kinds: list[str]) -> list[tuple[str, str, str]]:
-    """(question, answer, kind) of a page for the question kinds asked."""
+    """(question, answer, kind) of a page for the question kinds asked, as `nvila synth` writes them."""
+    by_template = documents.questions(scene["title"], scene["lines"])
     out = []
-    for i, words in enumerate(scene["lines"], 1):
-        for kind in kinds:
-            if kind == "first":
-                out.append((f"What is the first word of line {i}?", words[0], kind))
-            if kind.startswith("first:") and i <= int(kind.split(":")[1]):  # scored line by line
-                out.append((f"What is the first word of line {i}?", words[0], f"line {i}"))
-            if kind == "last" and len(words) > 1:
-                out.append((f"What is the last word of line {i}?", words[-1], kind))
-    if "title" in kinds:
-        out.append(("What is the title?", scene["title"], "title"))
+    for kind in kinds:
+        name, _, lines = kind.partition(":")
+        turns = by_template[TEMPLATES[name]]
+        if lines:  # lines 1..N, scored line by line
+            out += [(t.question, t.answer, f"line {i}") for i, t in enumerate(turns[: int(lines)], 1)]
+        else:
+            out += [(t.question, t.answer, kind) for t in turns]
     return out
+
+
+def question_kinds(text: str) -> list[str]:
+    """'first:2,title' -> ['first:2', 'title'], refusing kinds that are not first, first:N, last or title."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if not (k in TEMPLATES or (k.startswith("first:") and k[6:].isdigit() and int(k[6:]) > 0))]
+    if not kinds or bad:
+        raise argparse.ArgumentTypeError(f"unknown question kinds {bad or [text]}: use first, first:N, last, title")
+    return kinds
 
 
 @torch.inference_mode()
@@ -85,7 +95,7 @@ def draw_pages(model, processor, n: int, seed: int, pixels: bool, max_lines: int
             inputs.append(batch.pixel_values.half())
         else:
             tower = model.vision_tower(batch.pixel_values)
-            inputs.append(map_to_tiles(merge_scales(tower, cfg.s2_scales, block), *block).half())
+            inputs.append(model.multiscale_tiles(tower, [block], [len(tower)])[0].half())
         scenes.append(scene)
     return Pages(scenes, torch.stack(inputs), block)
 
@@ -99,14 +109,13 @@ def encode(processor, question: str, answer: str) -> tuple[list[int], list[int]]
 
 def forward(model, pages: Pages, questions: list[Question], pad_id: int, train_tower: bool):
     """(LLM output, ids [b, l], labels [b, l]) of a batch of questions about cached pages."""
-    cfg, (rows, cols) = model.nvila_config, pages.block
-    tiles = pages.inputs[[q.page for q in questions]].float()
-    b = tiles.shape[0]
-    if train_tower:
-        tower = model.vision_tower(tiles.flatten(0, 1)).reshape(b, tiles.shape[1], -1, cfg.vision.hidden_size)
-        tiles = torch.stack([map_to_tiles(merge_scales(t, cfg.s2_scales, pages.block), rows, cols) for t in tower])
-    projected = model.mm_projector(tiles.flatten(0, 1)).reshape(b, rows * cols, -1, cfg.text.hidden_size)
-    features = torch.cat([tiles_to_map(p, rows, cols).flatten(1).T for p in projected])
+    inputs = pages.inputs[[q.page for q in questions]].float().flatten(0, 1)
+    blocks = [pages.block] * len(questions)
+    if train_tower:  # pixel tiles: the whole visual path
+        features = model.get_image_features(inputs, blocks)
+    else:  # cached multi-scale tiles: the projector alone
+        features = model.project_multiscale(inputs, blocks)
+    b = len(questions)
     length = max(len(q.input_ids) for q in questions)
     ids = torch.full((b, length), pad_id)
     labels = torch.full((b, length), -100)
@@ -130,7 +139,9 @@ def main() -> None:
     p.add_argument("--model", default="src/nvila/resources/models/nvila-small")
     p.add_argument("--pages", type=int, default=1000, help="training pages (default: 1000)")
     p.add_argument("--test-pages", type=int, default=150, help="fresh pages scored (default: 150)")
-    p.add_argument("--questions", default="first", help="question kinds, comma-separated (default: first)")
+    p.add_argument(
+        "--questions", type=question_kinds, default="first", help="question kinds, comma-separated (default: first)"
+    )
     p.add_argument("--max-lines", type=int, default=0, help="draw at most this many body lines (default: all)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=32, help="questions a step (default: 32)")
@@ -154,7 +165,7 @@ def main() -> None:
         scales = tuple(int(x) for x in args.scales.split(","))
         for config in {id(c): c for c in (cfg, processor.config, processor.image_processor.nvila_config)}.values():
             config.s2_scales, config.max_tiles = scales, max(config.max_tiles, (scales[-1] // scales[0]) ** 2)
-    kinds, train_tower = args.questions.split(","), args.train_tower > 0
+    kinds, train_tower = args.questions, args.train_tower > 0
     start = time.time()
     pages = draw_pages(model, processor, args.pages, 100, train_tower, args.max_lines)
     test_pages = draw_pages(model, processor, args.test_pages, 200, train_tower, args.max_lines)

@@ -50,6 +50,14 @@ def test_a_short_run_reports_both_losses_and_both_splits(pilot, monkeypatch, cap
         assert re.fullmatch(r"line 1 [\d.]+%, line 2 [\d.]+%, title [\d.]+%", split), split
 
 
+@pytest.mark.parametrize("kinds", ["second", "first:0", "first:x", ","])
+def test_unknown_question_kinds_are_refused(pilot, monkeypatch, capsys, kinds):
+    monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--questions", kinds])
+    with pytest.raises(SystemExit):
+        pilot.main()
+    assert "question kinds" in capsys.readouterr().err
+
+
 def test_centre_and_train_tower_are_refused_together(pilot, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--centre", "2", "--train-tower", "1"])
     with pytest.raises(SystemExit):

@@ -19,7 +19,14 @@ from nvila.factory import random_pretrained
 from nvila.models.nvila.configuration_nvila import from_name
 from nvila.synth import documents
 from nvila.synth.writer import write_dataset
-from nvila.train.word_loss import WordTargetDataset, batch_targets, token_raster, word_loss_mean, word_targets
+from nvila.train.word_loss import (
+    WordBatchTargets,
+    WordTargetDataset,
+    batch_targets,
+    token_raster,
+    word_loss_mean,
+    word_targets,
+)
 
 PAGE = (168, 168)  # 3 x 3 tiles of 56 px at the tests' largest scale: the page is not resized
 
@@ -31,8 +38,9 @@ def pages(tmp_path_factory) -> Path:
     return root / "train.jsonl"
 
 
-def tiny_56():
-    cfg = from_name("tiny").with_overrides({"vision": {"image_size": 56}, "s2_scales": [56, 112, 168]})
+def tiny_s2(tile: int = 56):
+    """The tiny model on `tile` px tiles (14 px patches), S2 scales 1x, 2x, 3x the tile."""
+    cfg = from_name("tiny").with_overrides({"vision": {"image_size": tile}, "s2_scales": [tile, 2 * tile, 3 * tile]})
     return random_pretrained(cfg)
 
 
@@ -52,8 +60,8 @@ def test_word_boxes_cover_the_ink_of_each_word_and_nothing_between_lines():
 
 @pytest.mark.parametrize("tile", [56, 70])  # 4 patches of 14 px (2 tokens a side), or 5 (3 tokens, one padded)
 def test_targets_are_the_tokens_whose_cells_hold_the_word_centres(tile):
-    cfg = from_name("tiny").with_overrides({"vision": {"image_size": tile}, "s2_scales": [tile, 2 * tile, 3 * tile]})
-    _, processor = random_pretrained(cfg)
+    _, processor = tiny_s2(tile)
+    cfg = processor.config
     page = (3 * tile, 3 * tile)  # the largest scale's 3 x 3 grid: the page is not resized
     scene = documents.make_document(np.random.default_rng(1), page).scene
     ids = {w: k for k, w in enumerate(documents.VOCABULARY)}
@@ -77,7 +85,7 @@ def test_targets_are_the_tokens_whose_cells_hold_the_word_centres(tile):
 
 @pytest.mark.parametrize("packed", [False, True])
 def test_batch_positions_are_the_image_tokens_of_each_sample(pages, packed):
-    _, processor = tiny_56()
+    _, processor = tiny_s2()
     cfg = processor.config
     records = read_records(pages)
     items = WordTargetDataset(ConversationDataset(records, processor, max_length=512), processor)
@@ -105,8 +113,6 @@ def test_batch_positions_are_the_image_tokens_of_each_sample(pages, packed):
 
 def test_loss_is_the_cross_entropy_at_the_targets_and_none_without_them():
     logits = torch.randn(2, 5, 7, requires_grad=True)
-    from nvila.train.word_loss import WordBatchTargets
-
     targets = WordBatchTargets(torch.tensor([1, 8]), torch.tensor([3, 4]))
     loss, accuracy = word_loss_mean(logits, targets)
     expected = torch.nn.functional.cross_entropy(torch.stack([logits[0, 1], logits[1, 3]]), torch.tensor([3, 4]))

@@ -101,7 +101,7 @@ def make_document(
         fill = rng.uniform(0.4, 1.0)  # ragged right edge: lines of varied length
         lines.append(_words_that_fit(rng, lay["body_px"], lay["width"] * fill, max_words=100))
     scene = {"size": list(size), "title": title, "lines": lines, **lay}
-    return Sample(turns=pick_turns(rng, _questions(title, lines), max_questions), scene=scene, images=[render(scene)])
+    return Sample(turns=pick_turns(rng, questions(title, lines), max_questions), scene=scene, images=[render(scene)])
 
 
 def describe(scene: dict) -> Turn:
@@ -110,13 +110,18 @@ def describe(scene: dict) -> Turn:
     return Turn("Transcribe the page.", text, "documents/describe")
 
 
+def _line_top(scene: dict, index: int) -> int:
+    """The y (px) where body line `index` (from 0) is drawn."""
+    return scene["top"] + index * scene["line_height"]
+
+
 def render(scene: dict) -> Image.Image:
     image = Image.new("RGB", tuple(scene["size"]), BACKGROUND)
     draw = ImageDraw.Draw(image)
     m = scene["margin"]
     draw.text((m, m), scene["title"], fill=INK, font=font(scene["title_px"]))
     for i, words in enumerate(scene["lines"]):
-        draw.text((m, scene["top"] + i * scene["line_height"]), " ".join(words), fill=INK, font=font(scene["body_px"]))
+        draw.text((m, _line_top(scene, i)), " ".join(words), fill=INK, font=font(scene["body_px"]))
     return image
 
 
@@ -128,7 +133,7 @@ def word_boxes(scene: dict) -> list[tuple[str, tuple[float, float, float, float]
     px, space = scene["body_px"], _width(scene["body_px"], " ")
     boxes = []
     for i, words in enumerate(scene["lines"]):
-        y, x = scene["top"] + i * scene["line_height"], float(scene["margin"])
+        y, x = _line_top(scene, i), float(scene["margin"])
         for word in words:
             width = _width(px, word)
             boxes.append((word, (x, float(y), x + width, float(y + px))))
@@ -136,7 +141,8 @@ def word_boxes(scene: dict) -> list[tuple[str, tuple[float, float, float, float]
     return boxes
 
 
-def _questions(title: str, lines: list[list[str]]) -> dict[str, list[Turn]]:
+def questions(title: str, lines: list[list[str]]) -> dict[str, list[Turn]]:
+    """Every question a page of this title and these lines can be asked, by template (lines in order)."""
     line_of: dict[str, set[int]] = {}
     for i, words in enumerate(lines, 1):
         for word in words:

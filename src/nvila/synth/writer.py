@@ -188,10 +188,8 @@ def draw_sample(
     for attempt in range(MAX_ATTEMPTS):
         # Fixed-length entropy: numpy's SeedSequence gives [a, b] and [a, b, 0] the same state.
         rng = np.random.default_rng([plan.seed, zlib.crc32(task.encode()), SPLITS.index(split), index, attempt])
-        if spec.takes_page_lines and plan.page_lines is not None:
-            sample = spec.make(rng, size, plan.max_questions, plan.page_lines)
-        else:
-            sample = spec.make(rng, size, plan.max_questions)
+        options = (plan.page_lines,) if spec.takes_page_lines else ()  # None: the task's own default
+        sample = spec.make(rng, size, plan.max_questions, *options)
         if plan.captions and spec.describe is not None:  # derived from the scene: draws nothing from rng
             sample.turns.append(spec.describe(sample.scene))
         digest = media_digest(sample)

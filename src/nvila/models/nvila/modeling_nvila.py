@@ -139,16 +139,28 @@ class NVILAForConditionalGeneration(PreTrainedModel, GenerationMixin):
         features = self.vision_tower(pixel_values)  # [n, p*p, c]
         if not self.nvila_config.dynamic_s2:
             return self.mm_projector(features).flatten(0, 1)  # [n*t, h]
+        return self.project_multiscale(*self.multiscale_tiles(features, block_sizes, counts))
+
+    def multiscale_tiles(
+        self, features: torch.Tensor, block_sizes: Sequence[BlockSize], counts: Sequence[int]
+    ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Dynamic-S2: the tower features [n, p*p, c] of items of `counts` tiles -> the projector's input tiles
+        [sum r*c, p*p, scales*c] (each image's scales fused on the largest grid; a resized tile's features fill
+        every scale slot) and each item's (rows, cols) grid."""
         scales = self.nvila_config.s2_scales
         tiles, grids = [], []
-        for item, block in zip(features.split(counts), block_sizes):
-            if block is None:  # one resized tile: its features fill every scale slot
+        for item, block in zip(features.split(list(counts)), block_sizes):
+            if block is None:
                 tiles.append(item.repeat(1, 1, len(scales)))  # [1, p*p, 3c]
                 grids.append((1, 1))
             else:
                 tiles.append(map_to_tiles(merge_scales(item, scales, block), *block))  # [r*c, p*p, 3c]
                 grids.append(block)
-        projected = self.mm_projector(torch.cat(tiles))  # [sum r*c, t, h]
+        return torch.cat(tiles), grids
+
+    def project_multiscale(self, tiles: torch.Tensor, grids: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """`multiscale_tiles`' output -> [sum of item tokens, h]: each item's tokens in raster order over it."""
+        projected = self.mm_projector(tiles)  # [sum r*c, t, h]
         out = []
         for item, (rows, cols) in zip(projected.split([r * c for r, c in grids]), grids):
             out.append(tiles_to_map(item, rows, cols).flatten(1).T)  # [r*c*t, h] raster over the image
