@@ -2,6 +2,7 @@
 
     python scripts/reading_pilot.py --questions first --word-loss 1 --lr 3e-3 --steps 1500
     python scripts/reading_pilot.py --questions first:1 --word-loss 1 --lr 3e-3 --steps 1500   # line 1 only
+    python scripts/reading_pilot.py --word-loss 1 --curriculum first:1@1000 first:2@750 first@1000 --score first:8
 
 Draws `--pages` 192 px document pages (`nvila.synth.documents`, seed 100) and `--test-pages` fresh ones (seed
 200), runs the (frozen) tower once per page and keeps its multi-scale features, so a step costs the projector
@@ -9,7 +10,8 @@ and the LLM alone. Each step trains on `--batch` questions (AdamW, constant LR, 
 word loss of `nvila.train.word_loss` on every body word of the step's pages (`--word-loss`). Every
 `--eval-every` steps it prints the mean loss (answers + weighted word loss), the word loss, and the share of
 questions whose whole answer is the argmax under teacher forcing, on the first 600 train and test questions.
-Nothing is saved: this measures what a recipe would learn (docs/results.md, "Reading and the clock").
+It measures what a recipe would learn (docs/results.md, "Reading and the clock"); `--save DIR` writes the trained
+model (official layout) for a longer run to start from (`--model DIR`).
 
 Pages: `--max-lines N` keeps the first N body lines. Questions (`--questions`, comma-separated): first (the first
 word of every line), first:N (of lines 1..N, scored per line), last (the last word of every line of two or more
@@ -17,6 +19,10 @@ words), title. Other arms: `--centre NORM` standardises the projector's output p
 and scales it to that token norm; `--train-tower R` trains the tower too at R x LR (pixels cached instead of
 features: ~2x slower a step); `--scales A,B,C` changes the Dynamic-S2 scales (e.g. 64,192,384: a 24 x 24 token
 raster instead of 12 x 12).
+
+Curricula: `--curriculum KINDS@STEPS ...` trains on each stage's question kinds in turn (one optimizer, constant LR;
+it replaces `--questions` and `--steps`) and reports at the end of every stage too; `--score KINDS` sets the
+questions scored (default: the last stage's kinds), e.g. first:8 to see lines 1..8 one by one.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nvila import loader
+from nvila import checkpoint, loader
+from nvila.assets import DEFAULT_MODEL
 from nvila.data.collate import collate_padded
 from nvila.models.nvila.processing_nvila import EncodedSample
 from nvila.synth import documents
@@ -78,6 +85,14 @@ def question_kinds(text: str) -> list[str]:
     if not kinds or bad:
         raise argparse.ArgumentTypeError(f"unknown question kinds {bad or [text]}: use first, first:N, last, title")
     return kinds
+
+
+def curriculum_stage(text: str) -> tuple[list[str], int]:
+    """'first:2,title@800' -> (['first:2', 'title'], 800): a stage's question kinds and its steps."""
+    kinds, at, steps = text.rpartition("@")
+    if not at or not steps.isdigit() or int(steps) < 1:
+        raise argparse.ArgumentTypeError(f"curriculum stage {text!r}: write KINDS@STEPS, e.g. first:2@800")
+    return question_kinds(kinds), int(steps)
 
 
 @torch.inference_mode()
@@ -136,7 +151,7 @@ def answered(out, labels: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="src/nvila/resources/models/nvila-small")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="the model to start from (default: the shipped one)")
     p.add_argument("--pages", type=int, default=1000, help="training pages (default: 1000)")
     p.add_argument("--test-pages", type=int, default=150, help="fresh pages scored (default: 150)")
     p.add_argument(
@@ -151,6 +166,11 @@ def main() -> None:
     p.add_argument("--centre", type=float, default=0.0, metavar="NORM", help="standardise the projector output")
     p.add_argument("--train-tower", type=float, default=0.0, metavar="R", help="train the tower at R x lr")
     p.add_argument("--scales", default="", help="Dynamic-S2 scales, e.g. 64,192,384 (default: the model's)")
+    p.add_argument(
+        "--curriculum", nargs="+", type=curriculum_stage, metavar="KINDS@STEPS", help="stages of question kinds"
+    )
+    p.add_argument("--score", type=question_kinds, help="question kinds scored (default: the last stage's)")
+    p.add_argument("--save", metavar="DIR", help="write the trained model here (official layout)")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
@@ -165,7 +185,8 @@ def main() -> None:
         scales = tuple(int(x) for x in args.scales.split(","))
         for config in {id(c): c for c in (cfg, processor.config, processor.image_processor.nvila_config)}.values():
             config.s2_scales, config.max_tiles = scales, max(config.max_tiles, (scales[-1] // scales[0]) ** 2)
-    kinds, train_tower = args.questions, args.train_tower > 0
+    stages = args.curriculum or [(args.questions, args.steps)]
+    train_tower = args.train_tower > 0
     start = time.time()
     pages = draw_pages(model, processor, args.pages, 100, train_tower, args.max_lines)
     test_pages = draw_pages(model, processor, args.test_pages, 200, train_tower, args.max_lines)
@@ -174,15 +195,16 @@ def main() -> None:
     tokenizer = processor.tokenizer
     token_id = {w: tokenizer(w, add_special_tokens=False).input_ids[0] for w in documents.VOCABULARY}
 
-    def questions_of(p: Pages) -> list[Question]:
+    def questions_of(p: Pages, kinds: list[str]) -> list[Question]:
         return [
             Question(k, *encode(processor, q, a), kind)
             for k, s in enumerate(p.scenes)
             for q, a, kind in asked(s, kinds)
         ]
 
-    train, test = questions_of(pages), questions_of(test_pages)
-    print(f"{len(train)} train / {len(test)} test questions", flush=True)
+    score = args.score or stages[-1][0]
+    scored_train, test = questions_of(pages, score), questions_of(test_pages, score)
+    print(f"{len(scored_train)} train / {len(test)} test questions scored", flush=True)
     if args.centre:
         with torch.no_grad():
             last = model.mm_projector.layers[-1]
@@ -213,34 +235,42 @@ def main() -> None:
         return ", ".join(f"{k} {np.mean(v):.1%}" for k, v in hits.items())
 
     rng, losses, word_losses = np.random.default_rng(0), [], []
-    start = time.time()
-    for step in range(1, args.steps + 1):
-        batch = [train[i] for i in rng.choice(len(train), args.batch, replace=False)]
-        out, ids, _ = forward(model, pages, batch, pad, train_tower)
-        loss = out.loss
-        if args.word_loss:
-            samples = [
-                WordSample(
-                    EncodedSample(q.input_ids, q.labels, [], []),
-                    word_targets(pages.scenes[q.page], cfg, pages.block, token_id),
+    start, step = time.time(), 0
+    for kinds, steps in stages:
+        train = questions_of(pages, kinds)
+        print(f"stage {'+'.join(kinds)}: {steps} steps on {len(train)} questions", flush=True)
+        for stage_step in range(1, steps + 1):
+            step += 1
+            batch = [train[i] for i in rng.choice(len(train), args.batch, replace=False)]
+            out, ids, _ = forward(model, pages, batch, pad, train_tower)
+            loss = out.loss
+            if args.word_loss:
+                samples = [
+                    WordSample(
+                        EncodedSample(q.input_ids, q.labels, [], []),
+                        word_targets(pages.scenes[q.page], cfg, pages.block, token_id),
+                    )
+                    for q in batch
+                ]
+                word, _ = word_loss_mean(out.logits, batch_targets(ids, samples, cfg.image_token_id))
+                word_losses.append(float(word.detach()))
+                loss = loss + args.word_loss * word
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if step % args.eval_every == 0 or stage_step == steps:
+                word_mean = np.mean(word_losses[-50:]) if word_losses else 0.0
+                print(
+                    f"step {step} loss {np.mean(losses[-50:]):.3f} word loss {word_mean:.3f} | "
+                    f"train: {accuracy(scored_train, pages)} | fresh: {accuracy(test, test_pages)} | "
+                    f"{time.time() - start:.0f} s",
+                    flush=True,
                 )
-                for q in batch
-            ]
-            word, _ = word_loss_mean(out.logits, batch_targets(ids, samples, cfg.image_token_id))
-            word_losses.append(float(word.detach()))
-            loss = loss + args.word_loss * word
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if step % args.eval_every == 0 or step == args.steps:
-            word_mean = np.mean(word_losses[-50:]) if word_losses else 0.0
-            print(
-                f"step {step} loss {np.mean(losses[-50:]):.3f} word loss {word_mean:.3f} | "
-                f"train: {accuracy(train, pages)} | fresh: {accuracy(test, test_pages)} | {time.time() - start:.0f} s",
-                flush=True,
-            )
+    if args.save:
+        model.to(torch.bfloat16)
+        print(f"saved {checkpoint.save(model, processor.tokenizer, args.save, overwrite=True)}", flush=True)
 
 
 if __name__ == "__main__":

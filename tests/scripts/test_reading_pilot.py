@@ -62,3 +62,30 @@ def test_centre_and_train_tower_are_refused_together(pilot, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--centre", "2", "--train-tower", "1"])
     with pytest.raises(SystemExit):
         pilot.main()
+
+
+def test_a_curriculum_trains_its_stages_in_turn_and_saves_a_loadable_model(pilot, monkeypatch, capsys, tmp_path):
+    from nvila import loader
+
+    argv = ["reading_pilot.py", "--pages", "6", "--test-pages", "2", "--batch", "4", "--eval-every", "100"]
+    stages = ["--curriculum", "first:1@2", "title,first:2@3", "--score", "first:3"]
+    monkeypatch.setattr(sys, "argv", [*argv, *stages, "--save", str(tmp_path / "model")])
+    pilot.main()
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out if line.startswith("stage ")] == ["stage first", "stage title+first"]
+    reports = [line for line in out if line.startswith("step ")]
+    assert [line.split()[1] for line in reports] == ["2", "5"]  # the end of each stage
+    assert all("line 3" in line for line in reports)  # the questions scored, not the stage's
+    trained, _ = loader.load(tmp_path / "model")
+    start, _ = loader.load(pilot.DEFAULT_MODEL)
+    pairs = zip(trained.mm_projector.parameters(), start.mm_projector.parameters())
+    assert any((a - b).abs().max() > 0 for a, b in pairs)  # the trained weights, not the starting ones, were written
+
+
+@pytest.mark.parametrize("stage", ["first", "first@0", "first@x", "second@10"])
+def test_bad_curriculum_stages_are_refused(pilot, monkeypatch, capsys, stage):
+    monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--curriculum", stage])
+    with pytest.raises(SystemExit):
+        pilot.main()
+    err = capsys.readouterr().err
+    assert "curriculum stage" in err or "question kinds" in err

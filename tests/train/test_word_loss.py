@@ -111,6 +111,25 @@ def test_batch_positions_are_the_image_tokens_of_each_sample(pages, packed):
     assert targets.positions.tolist() == expected
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda scene: scene.pop("top"),
+        lambda scene: scene.update(lines="body text"),
+        lambda scene: scene.update(lines=[["word", ""]]),
+        lambda scene: scene.update(size=[0, 168]),
+    ],
+)
+def test_a_page_scene_without_its_layout_trains_without_targets_and_is_counted(pages, broken):
+    _, processor = tiny_s2()
+    records = [r for r in read_records(pages) if r.meta["template"].startswith("documents/")][:2]
+    broken(records[0].meta["scene"])
+    items = WordTargetDataset(ConversationDataset(records, processor, max_length=512), processor)
+    bad, good = items[0], items[1]
+    assert bad.sample is not None and bad.targets == [] and good.targets
+    assert list(items.stats.counts.values()) == [1] and records[0].id in items.stats.summary()
+
+
 def test_loss_is_the_cross_entropy_at_the_targets_and_none_without_them():
     logits = torch.randn(2, 5, 7, requires_grad=True)
     targets = WordBatchTargets(torch.tensor([1, 8]), torch.tensor([3, 4]))

@@ -27,6 +27,8 @@ from nvila.synth import documents
 
 #: The template prefix of the records whose scene is a document page (`nvila synth` task "documents").
 PAGE_TEMPLATES = "documents/"
+#: The layout numbers of a page scene that the word boxes are computed from (`documents.layout`).
+PAGE_NUMBERS = ("margin", "body_px", "line_height", "top")
 
 
 @dataclass
@@ -67,6 +69,20 @@ def word_targets(scene: dict, cfg: NVILAConfig, block: BlockSize, token_id: dict
     return targets
 
 
+def is_page_layout(scene: object) -> bool:
+    """Whether `scene` holds what `documents.word_boxes` reads: the page size, layout numbers and lines of words."""
+    if not isinstance(scene, dict) or not all(isinstance(scene.get(k), (int, float)) for k in PAGE_NUMBERS):
+        return False
+    size, lines = scene.get("size"), scene.get("lines")
+    return (
+        isinstance(size, list | tuple)
+        and len(size) == 2
+        and all(isinstance(v, int) and v > 0 for v in size)
+        and isinstance(lines, list)
+        and all(isinstance(line, list) and all(isinstance(w, str) and w for w in line) for line in lines)
+    )
+
+
 class WordTargetDataset:
     """`dataset[i]` as a `WordSample` (None where the dataset skips record i); targets only for records of one
     image whose scene is a synth document page, and only for the Dynamic-S2 raster (or a single tile)."""
@@ -95,8 +111,10 @@ class WordTargetDataset:
             return None
         record = self.dataset.records[index]
         scene = record.meta.get("scene")
-        is_page = str(record.meta.get("template", "")).startswith(PAGE_TEMPLATES) and isinstance(scene, dict)
-        if not is_page or len(sample.block_sizes) != 1:
+        if not str(record.meta.get("template", "")).startswith(PAGE_TEMPLATES) or len(sample.block_sizes) != 1:
+            return WordSample(sample, [])
+        if not is_page_layout(scene):
+            self.dataset.stats.add("document scene without its page layout (trained without word targets)", record.id)
             return WordSample(sample, [])
         for word, _ in documents.word_boxes(scene):
             if word not in self._token_id:
