@@ -15,10 +15,12 @@ model (official layout) for a longer run to start from (`--model DIR`).
 
 Pages: `--max-lines N` keeps the first N body lines. Questions (`--questions`, comma-separated): first (the first
 word of every line), first:N (of lines 1..N, scored per line), last (the last word of every line of two or more
-words), title. Other arms: `--centre NORM` standardises the projector's output per channel (its last linear folded)
-and scales it to that token norm; `--train-tower R` trains the tower too at R x LR (pixels cached instead of
-features: ~2x slower a step); `--scales A,B,C` changes the Dynamic-S2 scales (e.g. 64,192,384: a 24 x 24 token
-raster instead of 12 x 12).
+words), title, lines (how many lines the page has). Other arms: `--centre NORM` standardises the projector's output
+per channel (its last linear folded) and scales it to that token norm; `--train-tower R` trains the tower too at R x
+LR (pixels cached instead of features: ~2x slower a step); `--scales A,B,C` changes the Dynamic-S2 scales (e.g.
+64,192,384: a 24 x 24 token raster instead of 12 x 12); `--projector 2x2|3x3` starts from a fresh projector of that
+compression (the same initial weights in every arm of one shape); `--resize` shows each page as one tile resized
+from it. Table 1 on reading (docs/results.md) is these arms.
 
 Curricula: `--curriculum KINDS@STEPS ...` trains on each stage's question kinds in turn (one optimizer, constant LR;
 it replaces `--questions` and `--steps`) and reports at the end of every stage too; `--score KINDS` sets the
@@ -39,6 +41,7 @@ from nvila import checkpoint, loader
 from nvila.assets import DEFAULT_MODEL
 from nvila.data.collate import collate_padded
 from nvila.models.nvila.processing_nvila import EncodedSample
+from nvila.models.nvila.projector import Projector
 from nvila.synth import documents
 from nvila.train.word_loss import WordSample, batch_targets, word_loss_mean, word_targets
 
@@ -57,11 +60,19 @@ class Question:
 class Pages:
     scenes: list[dict]
     inputs: torch.Tensor  #: [pages, tiles, ...] fp16: S2 tower features, or pixel tiles when the tower trains
-    block: tuple[int, int]
+    block: tuple[int, int] | None  #: the processor's block size (None: one resized tile)
+    grid: tuple[int, int]  #: (rows, cols) of tiles the projector's tokens are laid out on
 
 
 #: The question kinds (`--questions`; first:N asks lines 1..N of "first") and the synth templates they ask.
-TEMPLATES = {"first": "documents/first_word", "last": "documents/last_word", "title": "documents/title"}
+TEMPLATES = {
+    "first": "documents/first_word",
+    "last": "documents/last_word",
+    "title": "documents/title",
+    "lines": "documents/num_lines",
+}
+#: `--projector` choices: the official projector types of each compression.
+PROJECTORS = {"2x2": "mlp_downsample_2x2_fix", "3x3": "mlp_downsample_3x3_fix"}
 
 
 def asked(scene: dict, kinds: list[str]) -> list[tuple[str, str, str]]:
@@ -79,11 +90,12 @@ def asked(scene: dict, kinds: list[str]) -> list[tuple[str, str, str]]:
 
 
 def question_kinds(text: str) -> list[str]:
-    """'first:2,title' -> ['first:2', 'title'], refusing kinds that are not first, first:N, last or title."""
+    """'first:2,title' -> ['first:2', 'title'], refusing kinds that are not first, first:N, last, title or lines."""
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in kinds if not (k in TEMPLATES or (k.startswith("first:") and k[6:].isdigit() and int(k[6:]) > 0))]
     if not kinds or bad:
-        raise argparse.ArgumentTypeError(f"unknown question kinds {bad or [text]}: use first, first:N, last, title")
+        known = "first, first:N, last, title, lines"
+        raise argparse.ArgumentTypeError(f"unknown question kinds {bad or [text]}: use {known}")
     return kinds
 
 
@@ -98,21 +110,22 @@ def curriculum_stage(text: str) -> tuple[list[str], int]:
 @torch.inference_mode()
 def draw_pages(model, processor, n: int, seed: int, pixels: bool, max_lines: int = 0) -> Pages:
     cfg, rng = model.nvila_config, np.random.default_rng(seed)
-    scenes, inputs, block = [], [], None
+    scenes, inputs, block, grid = [], [], None, (1, 1)
     for _ in range(n):
         scene = documents.make_document(rng, PAGE, 1).scene
         if max_lines:
             scene["lines"] = scene["lines"][:max_lines]
         sample = processor.encode_messages([{"role": "user", "content": "<image>\nx"}], [documents.render(scene)])
         batch = collate_padded([sample], processor.pad_token_id, cfg)
-        block = batch.image_block_sizes[0]
+        block = grid = batch.image_block_sizes[0]
         if pixels:
             inputs.append(batch.pixel_values.half())
         else:
             tower = model.vision_tower(batch.pixel_values)
-            inputs.append(model.multiscale_tiles(tower, [block], [len(tower)])[0].half())
+            tiles, (grid,) = model.multiscale_tiles(tower, [block], [len(tower)])
+            inputs.append(tiles.half())
         scenes.append(scene)
-    return Pages(scenes, torch.stack(inputs), block)
+    return Pages(scenes, torch.stack(inputs), block, grid)
 
 
 def encode(processor, question: str, answer: str) -> tuple[list[int], list[int]]:
@@ -125,11 +138,10 @@ def encode(processor, question: str, answer: str) -> tuple[list[int], list[int]]
 def forward(model, pages: Pages, questions: list[Question], pad_id: int, train_tower: bool):
     """(LLM output, ids [b, l], labels [b, l]) of a batch of questions about cached pages."""
     inputs = pages.inputs[[q.page for q in questions]].float().flatten(0, 1)
-    blocks = [pages.block] * len(questions)
     if train_tower:  # pixel tiles: the whole visual path
-        features = model.get_image_features(inputs, blocks)
+        features = model.get_image_features(inputs, [pages.block] * len(questions))
     else:  # cached multi-scale tiles: the projector alone
-        features = model.project_multiscale(inputs, blocks)
+        features = model.project_multiscale(inputs, [pages.grid] * len(questions))
     b = len(questions)
     length = max(len(q.input_ids) for q in questions)
     ids = torch.full((b, length), pad_id)
@@ -171,20 +183,30 @@ def main() -> None:
     )
     p.add_argument("--score", type=question_kinds, help="question kinds scored (default: the last stage's)")
     p.add_argument("--save", metavar="DIR", help="write the trained model here (official layout)")
+    p.add_argument("--projector", choices=sorted(PROJECTORS), help="start from a fresh projector of this compression")
+    p.add_argument("--resize", action="store_true", help="one tile per page (resized to the tile), not Dynamic-S2")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    if args.centre and args.train_tower:
-        p.error("--centre reads cached tower features: it cannot be combined with --train-tower")
+    if args.train_tower and (args.centre or args.resize):
+        p.error("--centre and --resize read cached tower features: they cannot be combined with --train-tower")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, processor = loader.load(args.model)
     model.float()
     cfg = model.nvila_config
+    configs = {id(c): c for c in (cfg, processor.config, processor.image_processor.nvila_config)}.values()
     if args.scales:
         scales = tuple(int(x) for x in args.scales.split(","))
-        for config in {id(c): c for c in (cfg, processor.config, processor.image_processor.nvila_config)}.values():
+        for config in configs:
             config.s2_scales, config.max_tiles = scales, max(config.max_tiles, (scales[-1] // scales[0]) ** 2)
+    if args.projector:
+        for config in configs:
+            config.projector_type = PROJECTORS[args.projector]
+        model.mm_projector = Projector(cfg)  # seeded above: every arm starts from the same weights
+    if args.resize:  # the S2 projector still takes the tile's features in every scale slot, as for video frames
+        for config in configs:
+            config.image_aspect_ratio = "resize"
     stages = args.curriculum or [(args.questions, args.steps)]
     train_tower = args.train_tower > 0
     start = time.time()
@@ -204,7 +226,8 @@ def main() -> None:
 
     score = args.score or stages[-1][0]
     scored_train, test = questions_of(pages, score), questions_of(test_pages, score)
-    print(f"{len(scored_train)} train / {len(test)} test questions scored", flush=True)
+    tokens = scored_train[0].input_ids.count(cfg.image_token_id)
+    print(f"{tokens} image tokens a page; {len(scored_train)} train / {len(test)} test questions scored", flush=True)
     if args.centre:
         with torch.no_grad():
             last = model.mm_projector.layers[-1]

@@ -89,3 +89,21 @@ def test_bad_curriculum_stages_are_refused(pilot, monkeypatch, capsys, stage):
         pilot.main()
     err = capsys.readouterr().err
     assert "curriculum stage" in err or "question kinds" in err
+
+
+@pytest.mark.parametrize(
+    ("arm", "tokens"),
+    [
+        ([], 144),  # Dynamic-S2 64/128/192: 3 x 3 tiles of 8 x 8 patches, 2 x 2 merged: 12 x 12
+        (["--resize"], 16),  # one 64 px tile: 4 x 4
+        (["--projector", "3x3"], 81),  # 3 x 3 tiles of ceil(8 / 3) = 3 tokens a side: 9 x 9
+    ],
+)
+def test_table_1_arms_change_the_tokens_a_page(pilot, monkeypatch, capsys, arm, tokens):
+    argv = ["reading_pilot.py", "--pages", "4", "--test-pages", "2", "--batch", "4", "--steps", "2"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--word-loss", "1", "--questions", "first:1,lines", *arm])
+    pilot.main()
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{tokens} image tokens a page;") for line in out), out
+    report = re.match(r"step 2 loss ([\d.]+) word loss ([\d.]+) \| train: line 1 [\d.]+%, lines [\d.]+%", out[-1])
+    assert report and float(report.group(2)) > 0, out[-1]
