@@ -44,6 +44,7 @@ import PIL
 from tqdm import tqdm
 
 from nvila.atomic import publish, temporary_folder
+from nvila.cli import SYNTH_HELP  # the one copy of the examples (nvila.cli stays import-light)
 from nvila.errors import ConfigError
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 from nvila.synth import Sample, Turn, charts, documents, shapes
@@ -455,15 +456,6 @@ def majority_baseline(records: Iterable[dict], fit: Iterable[dict] | None = None
 
 
 # ---- nvila synth ------------------------------------------------------------------------------------------
-SYNTH_HELP = (
-    "write a deterministic synthetic dataset (documents, charts, shapes, events)\n\nexamples:\n"
-    "  nvila synth --out data/synth\n"
-    "  nvila synth --out data/tiny --tasks shapes=5000,documents=5000 --image-size 64 --seed 1\n"
-    "  nvila synth --out data/video --tasks events=500 --video-size 64 --heldout events=50 --overwrite\n"
-    "  nvila synth --out data/read-2 --tasks documents=3000 --image-size 192 --page-lines 2   # reading curriculum"
-)
-
-
 def add_synth_args(p: argparse.ArgumentParser) -> None:
     if "examples:" not in (p.description or ""):
         p.epilog = "\n".join(SYNTH_HELP.split("\n")[2:])
