@@ -22,6 +22,10 @@ LR (pixels cached instead of features: ~2x slower a step); `--scales A,B,C` chan
 compression (the same initial weights in every arm of one shape); `--resize` shows each page as one tile resized
 from it. Table 1 on reading (docs/results.md) is these arms.
 
+Conversations: `--turns K` asks up to K questions about a page in one conversation (a turn each, in a random
+order), so a step of `--batch` questions runs the LLM over batch / K pages instead of batch: K times cheaper at
+large token rasters; answers are scored turn by turn.
+
 Curricula: `--curriculum KINDS@STEPS ...` trains on each stage's question kinds in turn (one optimizer, constant LR;
 it replaces `--questions` and `--steps`) and reports at the end of every stage too; `--score KINDS` sets the
 questions scored (default: the last stage's kinds), e.g. first:8 to see lines 1..8 one by one.
@@ -49,11 +53,13 @@ PAGE = (192, 192)
 
 
 @dataclass
-class Question:
+class Conversation:
+    """Questions about one page, asked one after the other (one turn each, `--turns`)."""
+
     page: int
     input_ids: list[int]
     labels: list[int]
-    kind: str
+    kinds: list[str]  #: the kind each turn is scored under
 
 
 @dataclass
@@ -128,15 +134,32 @@ def draw_pages(model, processor, n: int, seed: int, pixels: bool, max_lines: int
     return Pages(scenes, torch.stack(inputs), block, grid)
 
 
-def encode(processor, question: str, answer: str) -> tuple[list[int], list[int]]:
+def encode(processor, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of a conversation of (question, answer) turns about one page."""
     blank = Image.new("RGB", PAGE, "white")  # the ids of the image tokens do not depend on the pixels
-    messages = [{"role": "user", "content": "<image>\n" + question}, {"role": "assistant", "content": answer}]
+    messages = []
+    for question, answer in turns:
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    messages[0]["content"] = "<image>\n" + messages[0]["content"]
     sample = processor.encode_messages(messages, [blank])
     return sample.input_ids, sample.labels
 
 
-def forward(model, pages: Pages, questions: list[Question], pad_id: int, train_tower: bool):
-    """(LLM output, ids [b, l], labels [b, l]) of a batch of questions about cached pages."""
+def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np.random.Generator):
+    """Every page's questions of `kinds` in conversations of up to `turns` turns (shuffled when turns > 1)."""
+    out = []
+    for k, scene in enumerate(pages.scenes):
+        qs = asked(scene, kinds)
+        if turns > 1:
+            qs = [qs[i] for i in rng.permutation(len(qs))]
+        for s in range(0, len(qs), turns):
+            chunk = qs[s : s + turns]
+            out.append(Conversation(k, *encode(processor, [(q, a) for q, a, _ in chunk]), [c[2] for c in chunk]))
+    return out
+
+
+def forward(model, pages: Pages, questions: list[Conversation], pad_id: int, train_tower: bool):
+    """(LLM output, ids [b, l], labels [b, l]) of a batch of conversations about cached pages."""
     inputs = pages.inputs[[q.page for q in questions]].float().flatten(0, 1)
     if train_tower:  # pixel tiles: the whole visual path
         features = model.get_image_features(inputs, [pages.block] * len(questions))
@@ -155,10 +178,22 @@ def forward(model, pages: Pages, questions: list[Question], pad_id: int, train_t
     return out, ids, labels
 
 
-def answered(out, labels: torch.Tensor) -> torch.Tensor:
-    """[b] whether every answer token is the argmax given the ones before (teacher forcing)."""
+def answered(out, labels: torch.Tensor) -> list[list[bool]]:
+    """Per conversation, per answer (a run of labelled tokens): whether each of its tokens is the argmax given the
+    ones before (teacher forcing)."""
     predicted, wanted = out.logits[:, :-1].argmax(-1), labels[:, 1:]
-    return ((predicted == wanted) | (wanted == -100)).all(-1)
+    hits = []
+    for row_predicted, row_wanted in zip(predicted.tolist(), wanted.tolist()):
+        row: list[bool] = []
+        previous = -100
+        for p, w in zip(row_predicted, row_wanted):
+            if w != -100 and previous == -100:
+                row.append(True)  # a new answer starts
+            if w != -100:
+                row[-1] = row[-1] and p == w
+            previous = w
+        hits.append(row)
+    return hits
 
 
 def main() -> None:
@@ -172,6 +207,7 @@ def main() -> None:
     p.add_argument("--max-lines", type=int, default=0, help="draw at most this many body lines (default: all)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=32, help="questions a step (default: 32)")
+    p.add_argument("--turns", type=int, default=1, help="questions a page asked in one conversation (default: 1)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--head-lr-ratio", type=float, default=1.0, help="the LM head's LR = lr x this")
     p.add_argument("--word-loss", type=float, default=0.0, help="weight of the word loss (default: 0, off)")
@@ -188,6 +224,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
+    if args.turns < 1 or args.batch < 1:
+        p.error("--turns and --batch take 1 or more")
     if args.train_tower and (args.centre or args.resize):
         p.error("--centre and --resize read cached tower features: they cannot be combined with --train-tower")
     torch.set_num_threads(args.threads)
@@ -217,17 +255,13 @@ def main() -> None:
     tokenizer = processor.tokenizer
     token_id = {w: tokenizer(w, add_special_tokens=False).input_ids[0] for w in documents.VOCABULARY}
 
-    def questions_of(p: Pages, kinds: list[str]) -> list[Question]:
-        return [
-            Question(k, *encode(processor, q, a), kind)
-            for k, s in enumerate(p.scenes)
-            for q, a, kind in asked(s, kinds)
-        ]
-
     score = args.score or stages[-1][0]
-    scored_train, test = questions_of(pages, score), questions_of(test_pages, score)
+    order = np.random.default_rng(1)  # the order of the turns of the scored conversations
+    scored_train = conversations(processor, pages, score, args.turns, order)
+    test = conversations(processor, test_pages, score, args.turns, order)
     tokens = scored_train[0].input_ids.count(cfg.image_token_id)
-    print(f"{tokens} image tokens a page; {len(scored_train)} train / {len(test)} test questions scored", flush=True)
+    asked_of = sum(len(c.kinds) for c in scored_train), sum(len(c.kinds) for c in test)
+    print(f"{tokens} image tokens a page; {asked_of[0]} train / {asked_of[1]} test questions scored", flush=True)
     if args.centre:
         with torch.no_grad():
             last = model.mm_projector.layers[-1]
@@ -246,25 +280,31 @@ def main() -> None:
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
 
     @torch.no_grad()
-    def accuracy(questions: list[Question], p: Pages) -> str:
+    def accuracy(scored: list[Conversation], p: Pages) -> str:
+        """The share of answers right per kind, over the first conversations that hold 600 questions."""
         model.eval()
         hits: dict[str, list[bool]] = {}
-        for s in range(0, min(600, len(questions)), 64):
-            chunk = questions[s : min(s + 64, 600)]
+        asked_so_far = np.cumsum([len(c.kinds) for c in scored])
+        taken = scored[: int(np.searchsorted(asked_so_far, 600)) + 1]
+        size = max(1, 64 // args.turns)
+        for s in range(0, len(taken), size):
+            chunk = taken[s : s + size]
             out, _, labels = forward(model, p, chunk, pad, train_tower)
-            for q, hit in zip(chunk, answered(out, labels).tolist()):
-                hits.setdefault(q.kind, []).append(hit)
+            for c, row in zip(chunk, answered(out, labels)):
+                for kind, hit in zip(c.kinds, row):
+                    hits.setdefault(kind, []).append(hit)
         model.train()
         return ", ".join(f"{k} {np.mean(v):.1%}" for k, v in hits.items())
 
     rng, losses, word_losses = np.random.default_rng(0), [], []
     start, step = time.time(), 0
     for kinds, steps in stages:
-        train = questions_of(pages, kinds)
-        print(f"stage {'+'.join(kinds)}: {steps} steps on {len(train)} questions", flush=True)
+        train = conversations(processor, pages, kinds, args.turns, rng)
+        asked_now = sum(len(c.kinds) for c in train)
+        print(f"stage {'+'.join(kinds)}: {steps} steps on {asked_now} questions", flush=True)
         for stage_step in range(1, steps + 1):
             step += 1
-            batch = [train[i] for i in rng.choice(len(train), args.batch, replace=False)]
+            batch = [train[i] for i in rng.choice(len(train), max(1, args.batch // args.turns), replace=False)]
             out, ids, _ = forward(model, pages, batch, pad, train_tower)
             loss = out.loss
             if args.word_loss:

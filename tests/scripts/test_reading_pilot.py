@@ -107,3 +107,31 @@ def test_table_1_arms_change_the_tokens_a_page(pilot, monkeypatch, capsys, arm, 
     assert any(line.startswith(f"{tokens} image tokens a page;") for line in out), out
     report = re.match(r"step 2 loss ([\d.]+) word loss ([\d.]+) \| train: line 1 [\d.]+%, lines [\d.]+%", out[-1])
     assert report and float(report.group(2)) > 0, out[-1]
+
+
+def test_answers_are_scored_turn_by_turn(pilot):
+    import types
+
+    import torch
+
+    labels = torch.tensor([[-100, 5, 6, -100, -100, 7, 2, -100]])
+    predicted = [5, 9, 0, 0, 7, 2, 0]  # at position t the model predicts token t + 1: the 6 is missed
+    logits = torch.nn.functional.one_hot(torch.tensor([predicted + [0]]), 10).float()
+    assert pilot.answered(types.SimpleNamespace(logits=logits), labels) == [[False, True]]
+
+
+def test_conversations_hold_every_question_once_with_the_page_once(pilot):
+    from nvila import loader
+
+    _, processor = loader.load(pilot.DEFAULT_MODEL)
+    rng = np.random.default_rng(4)
+    scenes = [documents.make_document(rng, pilot.PAGE).scene for _ in range(3)]
+    pages = pilot.Pages(scenes, None, None, (3, 3))
+    chats = pilot.conversations(processor, pages, ["first", "title"], 4, np.random.default_rng(0))
+    image_token = processor.config.image_token_id
+    for k, scene in enumerate(scenes):
+        mine = [c for c in chats if c.page == k]
+        assert all(1 <= len(c.kinds) <= 4 and c.input_ids.count(image_token) == 144 for c in mine)
+        assert sorted(kind for c in mine for kind in c.kinds) == sorted(["title"] + ["first"] * len(scene["lines"]))
+        answers = [processor.tokenizer.decode([t for t in c.labels if t != -100]) for c in mine]
+        assert all(scene["title"] in a or any(w[0] in a for w in scene["lines"]) for a in answers)
