@@ -23,8 +23,8 @@ compression (the same initial weights in every arm of one shape); `--resize` sho
 from it. Table 1 on reading (docs/results.md) is these arms.
 
 Conversations: `--turns K` asks up to K questions about a page in one conversation (a turn each, in a random
-order), so a step of `--batch` questions runs the LLM over batch / K pages instead of batch: K times cheaper at
-large token rasters; answers are scored turn by turn.
+order), so a step of `--batch` questions runs the LLM over about batch / K pages instead of batch: cheaper at large
+token rasters when pages hold many questions; answers are scored turn by turn.
 
 Curricula: `--curriculum KINDS@STEPS ...` trains on each stage's question kinds in turn (one optimizer, constant LR;
 it replaces `--questions` and `--steps`) and reports at the end of every stage too; `--score KINDS` sets the
@@ -156,6 +156,13 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
             chunk = qs[s : s + turns]
             out.append(Conversation(k, *encode(processor, [(q, a) for q, a, _ in chunk]), [c[2] for c in chunk]))
     return out
+
+
+def draw_batch(chats: list[Conversation], questions: int, rng: np.random.Generator) -> list[Conversation]:
+    """Random conversations (without repeats) that hold at least `questions` questions, or all of them."""
+    order = rng.permutation(len(chats))
+    held = np.cumsum([len(chats[i].kinds) for i in order])
+    return [chats[i] for i in order[: int(np.searchsorted(held, questions)) + 1]]
 
 
 def forward(model, pages: Pages, questions: list[Conversation], pad_id: int, train_tower: bool):
@@ -304,7 +311,7 @@ def main() -> None:
         print(f"stage {'+'.join(kinds)}: {steps} steps on {asked_now} questions", flush=True)
         for stage_step in range(1, steps + 1):
             step += 1
-            batch = [train[i] for i in rng.choice(len(train), max(1, args.batch // args.turns), replace=False)]
+            batch = draw_batch(train, args.batch, rng)
             out, ids, _ = forward(model, pages, batch, pad, train_tower)
             loss = out.loss
             if args.word_loss:

@@ -135,3 +135,12 @@ def test_conversations_hold_every_question_once_with_the_page_once(pilot):
         assert sorted(kind for c in mine for kind in c.kinds) == sorted(["title"] + ["first"] * len(scene["lines"]))
         answers = [processor.tokenizer.decode([t for t in c.labels if t != -100]) for c in mine]
         assert all(scene["title"] in a or any(w[0] in a for w in scene["lines"]) for a in answers)
+
+
+def test_a_batch_holds_at_least_the_questions_asked_for(pilot):
+    chats = [pilot.Conversation(k, [], [], ["first"] * n) for k, n in enumerate([1, 3, 8, 8, 2, 5])]
+    for wanted in (1, 9, 20, 27, 100):
+        batch = pilot.draw_batch(chats, wanted, np.random.default_rng(wanted))
+        held = [len(c.kinds) for c in batch]
+        assert len({c.page for c in batch}) == len(batch)  # no conversation twice
+        assert sum(held) >= min(wanted, 27) and sum(held[:-1]) < wanted  # the last one was needed
