@@ -26,6 +26,10 @@ Conversations: `--turns K` asks up to K questions about a page in one conversati
 order), so a step of `--batch` questions runs the LLM over about batch / K pages instead of batch: cheaper at large
 token rasters when pages hold many questions; answers are scored turn by turn.
 
+Geometry: every run first prints the image tokens a page and how often the raster cannot tell lines apart (the
+share of lines whose first word's token also holds another line's first word, and of words whose token holds a
+word of another line, on the fresh pages); `--steps 0` prints only that.
+
 Curricula: `--curriculum KINDS@STEPS ...` trains on each stage's question kinds in turn (one optimizer, constant LR;
 it replaces `--questions` and `--steps`) and reports at the end of every stage too; `--score KINDS` sets the
 questions scored (default: the last stage's kinds), e.g. first:8 to see lines 1..8 one by one.
@@ -47,7 +51,7 @@ from nvila.data.collate import collate_padded
 from nvila.models.nvila.processing_nvila import EncodedSample
 from nvila.models.nvila.projector import Projector
 from nvila.synth import documents
-from nvila.train.word_loss import WordSample, batch_targets, word_loss_mean, word_targets
+from nvila.train.word_loss import WordSample, batch_targets, token_raster, word_loss_mean, word_targets
 
 PAGE = (192, 192)
 
@@ -158,6 +162,27 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
     return out
 
 
+def shared_tokens(scenes: list[dict], cfg, block) -> tuple[float, float]:
+    """(share of body lines whose first word's token also holds another line's first word, share of body words
+    whose token also holds a word of another line): how often the token raster cannot tell lines apart."""
+    placeholder = dict.fromkeys(documents.VOCABULARY, 0)
+    firsts_shared = lines = words_shared = words = 0
+    for scene in scenes:
+        tokens = [index for index, _ in word_targets(scene, cfg, block, placeholder)]
+        line_of, starts, k = [], [], 0
+        for i, line in enumerate(scene["lines"]):
+            starts.append(tokens[k])
+            line_of += [i] * len(line)
+            k += len(line)
+        owners: dict[int, set[int]] = {}
+        for index, line in zip(tokens, line_of):
+            owners.setdefault(index, set()).add(line)
+        firsts_shared += sum(starts.count(t) > 1 for t in starts)
+        words_shared += sum(len(owners[t]) > 1 for t in tokens)
+        lines, words = lines + len(starts), words + len(tokens)
+    return firsts_shared / max(lines, 1), words_shared / max(words, 1)
+
+
 def draw_batch(chats: list[Conversation], questions: int, rng: np.random.Generator) -> list[Conversation]:
     """Random conversations (without repeats) that hold at least `questions` questions, or all of them."""
     order = rng.permutation(len(chats))
@@ -212,7 +237,7 @@ def main() -> None:
         "--questions", type=question_kinds, default="first", help="question kinds, comma-separated (default: first)"
     )
     p.add_argument("--max-lines", type=int, default=0, help="draw at most this many body lines (default: all)")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=1500, help="0: report the geometry only")
     p.add_argument("--batch", type=int, default=32, help="questions a step (default: 32)")
     p.add_argument("--turns", type=int, default=1, help="questions a page asked in one conversation (default: 1)")
     p.add_argument("--lr", type=float, default=3e-3)
@@ -231,8 +256,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    if args.turns < 1 or args.batch < 1:
-        p.error("--turns and --batch take 1 or more")
+    if args.turns < 1 or args.batch < 1 or args.steps < 0:
+        p.error("--turns and --batch take 1 or more, --steps 0 or more")
     if args.train_tower and (args.centre or args.resize):
         p.error("--centre and --resize read cached tower features: they cannot be combined with --train-tower")
     torch.set_num_threads(args.threads)
@@ -255,8 +280,17 @@ def main() -> None:
     stages = args.curriculum or [(args.questions, args.steps)]
     train_tower = args.train_tower > 0
     start = time.time()
-    pages = draw_pages(model, processor, args.pages, 100, train_tower, args.max_lines)
     test_pages = draw_pages(model, processor, args.test_pages, 200, train_tower, args.max_lines)
+    rows, cols = token_raster(cfg, test_pages.block)
+    firsts, words = shared_tokens(test_pages.scenes, cfg, test_pages.block)
+    print(
+        f"{rows * cols} image tokens a page ({rows} x {cols}); on the fresh pages {firsts:.1%} of the lines' first "
+        f"words share their token with another line's first word, {words:.1%} of the words with another line's",
+        flush=True,
+    )
+    if sum(steps for _, steps in stages) == 0:
+        return
+    pages = draw_pages(model, processor, args.pages, 100, train_tower, args.max_lines)
     print(f"drew {args.pages} + {args.test_pages} pages in {time.time() - start:.0f} s", flush=True)
     pad = processor.pad_token_id
     tokenizer = processor.tokenizer
@@ -267,8 +301,10 @@ def main() -> None:
     scored_train = conversations(processor, pages, score, args.turns, order)
     test = conversations(processor, test_pages, score, args.turns, order)
     tokens = scored_train[0].input_ids.count(cfg.image_token_id)
+    if tokens != rows * cols:
+        raise RuntimeError(f"the prompt holds {tokens} image tokens, the raster {rows} x {cols}")
     asked_of = sum(len(c.kinds) for c in scored_train), sum(len(c.kinds) for c in test)
-    print(f"{tokens} image tokens a page; {asked_of[0]} train / {asked_of[1]} test questions scored", flush=True)
+    print(f"{asked_of[0]} train / {asked_of[1]} test questions scored", flush=True)
     if args.centre:
         with torch.no_grad():
             last = model.mm_projector.layers[-1]

@@ -104,7 +104,7 @@ def test_table_1_arms_change_the_tokens_a_page(pilot, monkeypatch, capsys, arm, 
     monkeypatch.setattr(sys, "argv", [*argv, "--word-loss", "1", "--questions", "first:1,lines", *arm])
     pilot.main()
     out = capsys.readouterr().out.splitlines()
-    assert any(line.startswith(f"{tokens} image tokens a page;") for line in out), out
+    assert any(line.startswith(f"{tokens} image tokens a page (") for line in out), out
     report = re.match(r"step 2 loss ([\d.]+) word loss ([\d.]+) \| train: line 1 [\d.]+%, lines [\d.]+%", out[-1])
     assert report and float(report.group(2)) > 0, out[-1]
 
@@ -144,3 +144,24 @@ def test_a_batch_holds_at_least_the_questions_asked_for(pilot):
         held = [len(c.kinds) for c in batch]
         assert len({c.page for c in batch}) == len(batch)  # no conversation twice
         assert sum(held) >= min(wanted, 27) and sum(held[:-1]) < wanted  # the last one was needed
+
+
+def test_shared_tokens_counts_lines_the_raster_cannot_tell_apart(pilot):
+    from nvila import loader
+
+    model, _ = loader.load(pilot.DEFAULT_MODEL)
+    cfg = model.nvila_config  # a 12 x 12 raster over a 192 px page: 16 px token rows
+    scene = documents.make_document(np.random.default_rng(0), pilot.PAGE).scene
+    lines = [["cat", "dog"], ["box", "egg", "pen"], ["ear"]]
+    apart = {**scene, "lines": lines, "top": 20, "line_height": 40}
+    assert pilot.shared_tokens([apart], cfg, (3, 3)) == (0.0, 0.0)
+    together = {**apart, "line_height": 0}  # every line drawn over the first
+    first, words = pilot.shared_tokens([together], cfg, (3, 3))
+    assert first == 1.0 and 0 < words <= 1.0
+
+
+def test_steps_0_reports_the_geometry_only(pilot, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--test-pages", "20", "--steps", "0"])
+    pilot.main()
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("144 image tokens a page (12 x 12); on the fresh pages"), out
