@@ -44,7 +44,6 @@ import PIL
 from tqdm import tqdm
 
 from nvila.atomic import publish, temporary_folder
-from nvila.cli import SYNTH_HELP  # the one copy of the examples (nvila.cli stays import-light)
 from nvila.errors import ConfigError
 from nvila.prompt import IMAGE_TOKEN, VIDEO_TOKEN
 from nvila.synth import Sample, Turn, charts, documents, shapes
@@ -457,8 +456,7 @@ def majority_baseline(records: Iterable[dict], fit: Iterable[dict] | None = None
 
 # ---- nvila synth ------------------------------------------------------------------------------------------
 def add_synth_args(p: argparse.ArgumentParser) -> None:
-    if "examples:" not in (p.description or ""):
-        p.epilog = "\n".join(SYNTH_HELP.split("\n")[2:])
+    """`nvila synth`'s options (its description and examples are `nvila.cli.SYNTH_HELP`)."""
     defaults = ",".join(f"{name}={task.default_count}" for name, task in TASKS.items())
     p.add_argument("--out", required=True, metavar="DIR", help="dataset folder to create")
     p.add_argument(
