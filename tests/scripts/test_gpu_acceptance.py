@@ -3,7 +3,6 @@ that is missing a package, fails, runs out of time or finds the budget spent."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,12 +14,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_acceptance.py"
 
 
 @pytest.fixture(scope="module")
-def acceptance():
-    spec = importlib.util.spec_from_file_location("gpu_acceptance", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def acceptance(load_script):
+    return load_script("gpu_acceptance")
 
 
 def python(code: str) -> list[str]:

@@ -3,7 +3,6 @@ still after its own question, and the image tag on the first question."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,15 +12,10 @@ import pytest
 from nvila.data.mixture import load_mixture
 from nvila.synth.writer import write_dataset
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "prepare_small_model.py"
-
 
 @pytest.fixture(scope="module")
-def prepare():
-    spec = importlib.util.spec_from_file_location("prepare_small_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def prepare(load_script):
+    return load_script("prepare_small_model")
 
 
 @pytest.fixture(scope="module")

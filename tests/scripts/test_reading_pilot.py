@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nvila.synth import documents
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reading_pilot.py"
-
 
 @pytest.fixture(scope="module")
-def pilot():
-    spec = importlib.util.spec_from_file_location("reading_pilot", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def pilot(load_script):
+    return load_script("reading_pilot")
 
 
 def test_questions_per_kind(pilot):

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reading_table1.py"
-
 
 @pytest.fixture(scope="module")
-def table1():
-    spec = importlib.util.spec_from_file_location("reading_table1", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def table1(load_script):
+    return load_script("reading_table1")
 
 
 def test_the_last_report_of_a_log_is_read(table1, tmp_path):
