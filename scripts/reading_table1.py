@@ -80,18 +80,22 @@ def geometry(arm: str, runs: Path, test_pages: int) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    """Fresh-page accuracy per question kind (left) and the word loss (right) against tokens a page."""
     order = sorted(rows, key=lambda r: r["tokens"])
+    tokens = [r["tokens"] for r in order]
+    fig, (answers, words) = plt.subplots(1, 2, figsize=(10, 3.8))
     for kind, label in KINDS.items():
-        ax.plot([r["tokens"] for r in order], [100 * r["fresh"].get(kind, 0.0) for r in order], "o-", label=label)
-    for r in order:
-        ax.annotate(r["arm"], (r["tokens"], 100 * r["fresh"].get("first", 0.0)), fontsize=7, xytext=(3, -10),
-                    textcoords="offset points")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("visual tokens per 192 px page")
-    ax.set_ylabel("fresh pages, exact answers (%)")
-    ax.set_title("Table 1 on reading: equal steps from the same start")
-    ax.legend(fontsize=8)
+        answers.plot(tokens, [100 * r["fresh"].get(kind, 0.0) for r in order], "o-", label=label)
+    answers.set_ylabel("fresh pages, exact answers (%)")
+    answers.legend(fontsize=8)
+    words.plot(tokens, [r["word_loss"] for r in order], "o-", color="#c44e52")
+    words.set_ylabel("word loss (each word named at its token)")
+    for ax in (answers, words):
+        ax.set_xscale("log")
+        ax.set_xticks(tokens, [f"{r['tokens']}\n{r['arm']}" for r in order], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("visual tokens per 192 px page")
+    fig.suptitle("Table 1 on reading: equal steps from the same start")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
