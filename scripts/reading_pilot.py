@@ -9,7 +9,8 @@ Draws `--pages` 192 px document pages (`nvila.synth.documents`, seed 100) and `-
 and the LLM alone. Each step trains on `--batch` questions (AdamW, constant LR, grad clip 1), optionally with the
 word loss of `nvila.train.word_loss` on every body word of the step's pages (`--word-loss`). Every
 `--eval-every` steps it prints the mean loss (answers + weighted word loss), the word loss, and the share of
-questions whose whole answer is the argmax under teacher forcing, on the first 600 train and test questions.
+questions whose whole answer is the argmax under teacher forcing, on the first 600 train and test questions (and,
+with the word loss, "words": the share of those pages' body words named at their tokens).
 It measures what a recipe would learn (docs/results.md, "Reading and the clock"); `--save DIR` writes the trained
 model (official layout) for a longer run to start from (`--model DIR`).
 
@@ -322,6 +323,16 @@ def main() -> None:
     params = [w for g in groups for w in g["params"]]
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
 
+    def word_batch(chats: list[Conversation], p: Pages, ids: torch.Tensor):
+        """The word-loss targets of a batch: every body word of each conversation's page at its token."""
+        samples = [
+            WordSample(
+                EncodedSample(c.input_ids, c.labels, [], []), word_targets(p.scenes[c.page], cfg, p.block, token_id)
+            )
+            for c in chats
+        ]
+        return batch_targets(ids, samples, cfg.image_token_id)
+
     @torch.no_grad()
     def accuracy(scored: list[Conversation], p: Pages) -> str:
         """The share of answers right per kind, over the first conversations that hold 600 questions."""
@@ -332,10 +343,15 @@ def main() -> None:
         size = max(1, 64 // args.turns)
         for s in range(0, len(taken), size):
             chunk = taken[s : s + size]
-            out, _, labels = forward(model, p, chunk, pad, train_tower)
+            out, ids, labels = forward(model, p, chunk, pad, train_tower)
             for c, row in zip(chunk, answered(out, labels)):
                 for kind, hit in zip(c.kinds, row):
                     hits.setdefault(kind, []).append(hit)
+            if args.word_loss:  # the words named at their tokens, a page per conversation
+                targets = word_batch(chunk, p, ids)
+                named = word_loss_mean(out.logits, targets)
+                if named is not None:
+                    hits.setdefault("words", []).extend([named[1]] * len(targets.token_ids))
         model.train()
         return ", ".join(f"{k} {np.mean(v):.1%}" for k, v in hits.items())
 
@@ -351,14 +367,7 @@ def main() -> None:
             out, ids, _ = forward(model, pages, batch, pad, train_tower)
             loss = out.loss
             if args.word_loss:
-                samples = [
-                    WordSample(
-                        EncodedSample(q.input_ids, q.labels, [], []),
-                        word_targets(pages.scenes[q.page], cfg, pages.block, token_id),
-                    )
-                    for q in batch
-                ]
-                word, _ = word_loss_mean(out.logits, batch_targets(ids, samples, cfg.image_token_id))
+                word, _ = word_loss_mean(out.logits, word_batch(batch, pages, ids))
                 word_losses.append(float(word.detach()))
                 loss = loss + args.word_loss * word
             optimizer.zero_grad()

@@ -38,7 +38,7 @@ def test_a_short_run_reports_both_losses_and_both_splits(pilot, monkeypatch, cap
     loss, word = float(found.group(1)), float(found.group(2))
     assert word > 0 and loss > word  # the answers' loss is added to the weighted word loss
     for split in (found.group(3), found.group(4)):
-        assert re.fullmatch(r"line 1 [\d.]+%, line 2 [\d.]+%, title [\d.]+%", split), split
+        assert re.fullmatch(r"line 1 [\d.]+%, line 2 [\d.]+%, title [\d.]+%, words [\d.]+%", split), split
 
 
 @pytest.mark.parametrize("kinds", ["second", "first:0", "first:x", ","])
