@@ -48,7 +48,7 @@ def test_every_arm_trains_and_the_table_orders_them_by_tokens(table1, monkeypatc
     assert [r["tokens"] for r in rows] == [16, 81, 144, 324, 576]
     shared = {r["arm"]: r["shared_first"] for r in rows}
     assert shared["up-2x2"] == shared["up-3x3"] == 0.0 < shared["s2-2x2"] < shared["s2-3x3"]  # finer rows part lines
-    assert all(r["steps"] == 2 and set(r["fresh"]) == {"first", "title", "lines"} for r in rows)
+    assert all(r["steps"] == 2 and set(r["fresh"]) == {"first", "title", "lines", "words"} for r in rows)
     assert (tmp_path / "out" / "reading_table1.png").stat().st_size > 0
     table = capsys.readouterr().out
     assert table.count("\n| ") == len(rows) + 1  # header and one row per arm
