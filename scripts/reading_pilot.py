@@ -267,17 +267,21 @@ def main() -> None:
     model.float()
     cfg = model.nvila_config
     configs = {id(c): c for c in (cfg, processor.config, processor.image_processor.nvila_config)}.values()
+
+    def configure(**changes) -> None:
+        """Set the same fields on the model's and the processor's configs."""
+        for config in configs:
+            for name, value in changes.items():
+                setattr(config, name, value)
+
     if args.scales:
         scales = tuple(int(x) for x in args.scales.split(","))
-        for config in configs:
-            config.s2_scales, config.max_tiles = scales, max(config.max_tiles, (scales[-1] // scales[0]) ** 2)
+        configure(s2_scales=scales, max_tiles=max(cfg.max_tiles, (scales[-1] // scales[0]) ** 2))
     if args.projector:
-        for config in configs:
-            config.projector_type = PROJECTORS[args.projector]
+        configure(projector_type=PROJECTORS[args.projector])
         model.mm_projector = Projector(cfg)  # seeded above: every arm starts from the same weights
     if args.resize:  # the S2 projector still takes the tile's features in every scale slot, as for video frames
-        for config in configs:
-            config.image_aspect_ratio = "resize"
+        configure(image_aspect_ratio="resize")
     stages = args.curriculum or [(args.questions, args.steps)]
     train_tower = args.train_tower > 0
     start = time.time()

@@ -71,11 +71,16 @@ def pilot(options: list[str], log: Path) -> None:
 
 
 def geometry(arm: str, runs: Path, test_pages: int) -> dict:
-    """Tokens a page and how often they cannot tell lines apart (`reading_pilot.py --steps 0`)."""
-    log = runs / f"t1-{arm}.geometry.log"
-    if not log.is_file() or not GEOMETRY.search(log.read_text()):
+    """Tokens a page and how often they cannot tell lines apart: from the arm's training log, which reports them
+    first, or else from a `reading_pilot.py --steps 0` run."""
+    found = None
+    for log in (runs / f"t1-{arm}.log", runs / f"t1-{arm}.geometry.log"):
+        found = found or (GEOMETRY.search(log.read_text()) if log.is_file() else None)
+    if found is None:
+        log = runs / f"t1-{arm}.geometry.log"
         pilot([*ARMS[arm][1], "--steps", "0", "--test-pages", str(test_pages)], log)
-    tokens, rows, cols, firsts, words = GEOMETRY.search(log.read_text()).groups()
+        found = GEOMETRY.search(log.read_text())
+    tokens, rows, cols, firsts, words = found.groups()
     return {"tokens": int(tokens), "raster": f"{rows} x {cols}", "shared_first": float(firsts) / 100}
 
 
@@ -117,7 +122,8 @@ def main() -> None:
     args.runs.mkdir(parents=True, exist_ok=True)
     for arm in arms:
         log = args.runs / f"t1-{arm}.log"
-        if last_report(log) is None or last_report(log)["steps"] < args.steps:
+        report = last_report(log)
+        if report is None or report["steps"] < args.steps:
             print(f"training {arm} ({args.steps} steps) -> {log}", flush=True)
             sizes = ["--pages", str(args.pages), "--test-pages", str(args.test_pages)]
             pilot([*COMMON, *sizes, "--steps", str(args.steps), *ARMS[arm][1]], log)
