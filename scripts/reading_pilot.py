@@ -25,7 +25,11 @@ from it. Table 1 on reading (docs/results.md) is these arms.
 
 Conversations: `--turns K` asks up to K questions about a page in one conversation (a turn each, in a random
 order), so a step of `--batch` questions runs the LLM over about batch / K pages instead of batch: cheaper at large
-token rasters when pages hold many questions; answers are scored turn by turn.
+token rasters when pages hold many questions; answers are scored turn by turn. A later turn sits further from the
+image than a first one, so an address (a token row) is a different relative position in every turn. `--share K`
+keeps single-turn semantics at the same cost: up to K single-turn conversations about a page share one copy of the
+image in a row, each seeing the image and its own question only (an attention mask), its positions restarting
+where the image ends, so every question is computed exactly as if asked alone.
 
 Geometry: every run first prints the image tokens a page and how often the raster cannot tell lines apart (the
 share of lines whose first word's token also holds another line's first word, and of words whose token holds a
@@ -40,7 +44,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -59,12 +63,22 @@ PAGE = (192, 192)
 
 @dataclass
 class Conversation:
-    """Questions about one page, asked one after the other (one turn each, `--turns`)."""
+    """Questions about one page in one row: asked one after the other (one turn each, `--turns`), or each after
+    the one shared image (`--share`: `branches` are the spans of ids that see the shared prefix and themselves
+    only, their positions restarting where the prefix ends)."""
 
     page: int
     input_ids: list[int]
     labels: list[int]
-    kinds: list[str]  #: the kind each turn is scored under
+    kinds: list[str]  #: the kind each question is scored under
+    branches: list[tuple[int, int]] = field(default_factory=list)  #: [start, end) of each question's own ids
+
+    def positions(self) -> list[int]:
+        """Position ids: 0.. along the row, restarting at the prefix's length in every branch."""
+        if not self.branches:
+            return list(range(len(self.input_ids)))
+        prefix = self.branches[0][0]
+        return list(range(prefix)) + [prefix + i for start, end in self.branches for i in range(end - start)]
 
 
 @dataclass
@@ -150,17 +164,57 @@ def encode(processor, turns: list[tuple[str, str]]) -> tuple[list[int], list[int
     return sample.input_ids, sample.labels
 
 
-def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np.random.Generator):
-    """Every page's questions of `kinds` in conversations of up to `turns` turns (shuffled when turns > 1)."""
+def shared(page: int, encoded: list[tuple[list[int], list[int]]], kinds: list[str]) -> Conversation:
+    """One row holding single-turn conversations about one page: their common prefix (the image, and the
+    template up to where the questions differ) once, then each conversation's rest as a branch. The first id of
+    every branch is never a label: the row's previous id is not the one it follows in its own conversation."""
+    ids = [e[0] for e in encoded]
+    prefix = min(len(i) for i in ids)
+    for column in range(prefix):
+        if len({i[column] for i in ids}) > 1:
+            prefix = column
+            break
+    first_label = min(next(j for j, label in enumerate(labels) if label != -100) for _, labels in encoded)
+    prefix = min(prefix, first_label - 1)
+    row_ids, row_labels, branches = ids[0][:prefix], [-100] * prefix, []
+    for input_ids, labels in encoded:
+        branches.append((len(row_ids), len(row_ids) + len(input_ids) - prefix))
+        row_ids += input_ids[prefix:]
+        row_labels += labels[prefix:]
+    return Conversation(page, row_ids, row_labels, kinds, branches)
+
+
+def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np.random.Generator, share: int = 1):
+    """Every page's questions of `kinds` in rows of up to `turns` turns of one conversation (shuffled when
+    turns > 1), or of up to `share` single-turn conversations after one shared image."""
     out = []
+    per_row = max(turns, share)
     for k, scene in enumerate(pages.scenes):
         qs = asked(scene, kinds)
-        if turns > 1:
+        if per_row > 1:
             qs = [qs[i] for i in rng.permutation(len(qs))]
-        for s in range(0, len(qs), turns):
-            chunk = qs[s : s + turns]
-            out.append(Conversation(k, *encode(processor, [(q, a) for q, a, _ in chunk]), [c[2] for c in chunk]))
+        for s in range(0, len(qs), per_row):
+            chunk = qs[s : s + per_row]
+            chunk_kinds = [c[2] for c in chunk]
+            if share > 1:
+                out.append(shared(k, [encode(processor, [(q, a)]) for q, a, _ in chunk], chunk_kinds))
+            else:
+                out.append(Conversation(k, *encode(processor, [(q, a) for q, a, _ in chunk]), chunk_kinds))
     return out
+
+
+def attention(chats: list[Conversation], length: int) -> torch.Tensor:
+    """[b, 1, length, length] bool (True: may attend): causal over each row's ids; a branch sees the shared prefix
+    and itself only; padding sees itself (its outputs are never read)."""
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    mask = causal.repeat(len(chats), 1, 1)
+    for r, c in enumerate(chats):
+        mask[r, len(c.input_ids) :, :] = False
+        mask[r, :, len(c.input_ids) :] = False
+        for start, end in c.branches:  # a branch does not see the ids before it, back to the prefix
+            mask[r, start:end, c.branches[0][0] : start] = False
+    mask |= torch.eye(length, dtype=torch.bool)
+    return mask[:, None]
 
 
 def shared_tokens(scenes: list[dict], cfg, block) -> tuple[float, float]:
@@ -202,12 +256,14 @@ def forward(model, pages: Pages, questions: list[Conversation], pad_id: int, tra
     length = max(len(q.input_ids) for q in questions)
     ids = torch.full((b, length), pad_id)
     labels = torch.full((b, length), -100)
-    mask = torch.zeros((b, length), dtype=torch.long)
+    positions = torch.zeros((b, length), dtype=torch.long)
     for r, q in enumerate(questions):
         ids[r, : len(q.input_ids)] = torch.tensor(q.input_ids)
         labels[r, : len(q.labels)] = torch.tensor(q.labels)
-        mask[r, : len(q.input_ids)] = 1
-    out = model.llm(inputs_embeds=model.embed_features(ids, features, None), attention_mask=mask, labels=labels)
+        positions[r, : len(q.input_ids)] = torch.tensor(q.positions())
+    embeds = model.embed_features(ids, features, None)
+    mask = attention(questions, length)
+    out = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels)
     return out, ids, labels
 
 
@@ -241,6 +297,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500, help="0: report the geometry only")
     p.add_argument("--batch", type=int, default=32, help="questions a step (default: 32)")
     p.add_argument("--turns", type=int, default=1, help="questions a page asked in one conversation (default: 1)")
+    p.add_argument("--share", type=int, default=1, help="single-turn questions a page after one image (default: 1)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--head-lr-ratio", type=float, default=1.0, help="the LM head's LR = lr x this")
     p.add_argument("--word-loss", type=float, default=0.0, help="weight of the word loss (default: 0, off)")
@@ -257,8 +314,10 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
-    if args.turns < 1 or args.batch < 1 or args.steps < 0:
-        p.error("--turns and --batch take 1 or more, --steps 0 or more")
+    if min(args.turns, args.share, args.batch) < 1 or args.steps < 0:
+        p.error("--turns, --share and --batch take 1 or more, --steps 0 or more")
+    if args.turns > 1 and args.share > 1:
+        p.error("--turns and --share are two ways to put a page's questions in one row: choose one")
     if args.train_tower and (args.centre or args.resize):
         p.error("--centre and --resize read cached tower features: they cannot be combined with --train-tower")
     torch.set_num_threads(args.threads)
@@ -303,8 +362,8 @@ def main() -> None:
 
     score = args.score or stages[-1][0]
     order = np.random.default_rng(1)  # the order of the turns of the scored conversations
-    scored_train = conversations(processor, pages, score, args.turns, order)
-    test = conversations(processor, test_pages, score, args.turns, order)
+    scored_train = conversations(processor, pages, score, args.turns, order, args.share)
+    test = conversations(processor, test_pages, score, args.turns, order, args.share)
     tokens = scored_train[0].input_ids.count(cfg.image_token_id)
     if tokens != rows * cols:
         raise RuntimeError(f"the prompt holds {tokens} image tokens, the raster {rows} x {cols}")
@@ -344,7 +403,7 @@ def main() -> None:
         hits: dict[str, list[bool]] = {}
         asked_so_far = np.cumsum([len(c.kinds) for c in scored])
         taken = scored[: int(np.searchsorted(asked_so_far, 600)) + 1]
-        size = max(1, 64 // args.turns)
+        size = max(1, 64 // max(args.turns, args.share))
         for s in range(0, len(taken), size):
             chunk = taken[s : s + size]
             out, ids, labels = forward(model, p, chunk, pad, train_tower)
@@ -362,7 +421,7 @@ def main() -> None:
     rng, losses, word_losses = np.random.default_rng(0), [], []
     start, step = time.time(), 0
     for kinds, steps in stages:
-        train = conversations(processor, pages, kinds, args.turns, rng)
+        train = conversations(processor, pages, kinds, args.turns, rng, args.share)
         asked_now = sum(len(c.kinds) for c in train)
         print(f"stage {'+'.join(kinds)}: {steps} steps on {asked_now} questions", flush=True)
         for stage_step in range(1, steps + 1):

@@ -156,3 +156,44 @@ def test_steps_0_reports_the_geometry_only(pilot, monkeypatch, capsys):
     pilot.main()
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].startswith("144 image tokens a page (12 x 12); on the fresh pages"), out
+
+
+def test_questions_sharing_one_image_are_computed_as_if_asked_alone(pilot):
+    import torch
+
+    from nvila import loader
+
+    model, processor = loader.load(pilot.DEFAULT_MODEL)
+    model.float().eval()
+    pages = pilot.draw_pages(model, processor, 2, 5, pixels=False)
+    pad = processor.pad_token_id
+    alone = pilot.conversations(processor, pages, ["first", "title"], 1, np.random.default_rng(0))
+    rows = pilot.conversations(processor, pages, ["first", "title"], 1, np.random.default_rng(0), share=4)
+    assert len(rows) < len(alone) and sum(len(r.kinds) for r in rows) == len(alone)
+    image_token = processor.config.image_token_id
+    assert all(r.input_ids.count(image_token) == 144 for r in rows)  # the image once a row
+
+    def answer_logits(chats):
+        """{(page, answer ids): the logits that predict them}"""
+        with torch.no_grad():
+            out, _, labels = pilot.forward(model, pages, chats, pad, False)
+        found = {}
+        for r, c in enumerate(chats):
+            wanted = labels[r, 1:]
+            for start, end in c.branches or [(0, len(c.input_ids))]:
+                at = [t for t in range(start, end - 1) if wanted[t] != -100]
+                assert at and (start == 0 or labels[r, start] == -100)
+                found[(c.page, tuple(wanted[at].tolist()))] = out.logits[r, at]
+        return found
+
+    single, shared = answer_logits(alone), answer_logits(rows)
+    assert single.keys() == shared.keys()
+    for key, logits in single.items():
+        torch.testing.assert_close(shared[key], logits, atol=1e-4, rtol=1e-4)
+
+
+def test_turns_and_share_are_refused_together(pilot, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--turns", "2", "--share", "2"])
+    with pytest.raises(SystemExit):
+        pilot.main()
+    assert "choose one" in capsys.readouterr().err
