@@ -7,10 +7,10 @@
 Draws `--pages` 192 px document pages (`nvila.synth.documents`, seed 100) and `--test-pages` fresh ones (seed
 200), runs the (frozen) tower once per page and keeps its multi-scale features, so a step costs the projector
 and the LLM alone. Each step trains on `--batch` questions (AdamW, constant LR, grad clip 1), optionally with the
-word loss of `nvila.train.word_loss` on every body word of the step's pages (`--word-loss`). Every
+word loss of `nvila.train.word_loss` on every word of the step's pages, title and body (`--word-loss`). Every
 `--eval-every` steps it prints the mean loss (answers + weighted word loss), the word loss, and the share of
 questions whose whole answer is the argmax under teacher forcing, on the first 600 train and test questions (and,
-with the word loss, "words": the share of those pages' body words named at their tokens).
+with the word loss, "words": the share of those pages' words named at their tokens).
 It measures what a recipe would learn (docs/results.md, "Reading and the clock"); `--save DIR` writes the trained
 model (official layout) for a longer run to start from (`--model DIR`).
 
@@ -56,7 +56,14 @@ from nvila.data.collate import collate_padded
 from nvila.models.nvila.processing_nvila import EncodedSample
 from nvila.models.nvila.projector import Projector
 from nvila.synth import documents
-from nvila.train.word_loss import WordSample, batch_targets, token_raster, word_loss_mean, word_targets
+from nvila.train.word_loss import (
+    WordSample,
+    batch_targets,
+    first_token,
+    token_raster,
+    word_loss_mean,
+    word_targets,
+)
 
 PAGE = (192, 192)
 
@@ -223,7 +230,7 @@ def shared_tokens(scenes: list[dict], cfg, block) -> tuple[float, float]:
     placeholder = dict.fromkeys(documents.VOCABULARY, 0)
     firsts_shared = lines = words_shared = words = 0
     for scene in scenes:
-        tokens = [index for index, _ in word_targets(scene, cfg, block, placeholder)]
+        tokens = [index for index, _ in word_targets(documents.word_boxes(scene), PAGE, cfg, block, placeholder)]
         line_of, starts, k = [], [], 0
         for i, line in enumerate(scene["lines"]):
             starts.append(tokens[k])
@@ -358,7 +365,8 @@ def main() -> None:
     print(f"drew {args.pages} + {args.test_pages} pages in {time.time() - start:.0f} s", flush=True)
     pad = processor.pad_token_id
     tokenizer = processor.tokenizer
-    token_id = {w: tokenizer(w, add_special_tokens=False).input_ids[0] for w in documents.VOCABULARY}
+    written = {w for scene in pages.scenes + test_pages.scenes for w, _ in documents.text_boxes(scene)}
+    token_id = {w: first_token(tokenizer, w) for w in written}
 
     score = args.score or stages[-1][0]
     order = np.random.default_rng(1)  # the order of the turns of the scored conversations
@@ -390,7 +398,8 @@ def main() -> None:
         """The word-loss targets of a batch: every body word of each conversation's page at its token."""
         samples = [
             WordSample(
-                EncodedSample(c.input_ids, c.labels, [], []), word_targets(p.scenes[c.page], cfg, p.block, token_id)
+                EncodedSample(c.input_ids, c.labels, [], []),
+                word_targets(documents.text_boxes(p.scenes[c.page]), PAGE, cfg, p.block, token_id),
             )
             for c in chats
         ]

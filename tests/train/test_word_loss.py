@@ -17,12 +17,13 @@ from nvila.data.records import read_records
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
 from nvila.models.nvila.configuration_nvila import from_name
-from nvila.synth import documents
+from nvila.synth import charts, documents
 from nvila.synth.writer import write_dataset
 from nvila.train.word_loss import (
     WordBatchTargets,
     WordTargetDataset,
     batch_targets,
+    scene_text,
     token_raster,
     word_loss_mean,
     word_targets,
@@ -34,7 +35,7 @@ PAGE = (168, 168)  # 3 x 3 tiles of 56 px at the tests' largest scale: the page 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pages") / "ds"
-    write_dataset(root, {"documents": 6, "shapes": 2}, seed=5, image_size=PAGE, heldout=0, progress=False)
+    write_dataset(root, {"documents": 6, "charts": 3, "shapes": 2}, seed=5, image_size=PAGE, heldout=0, progress=False)
     return root / "train.jsonl"
 
 
@@ -44,18 +45,74 @@ def tiny_s2(tile: int = 56):
     return random_pretrained(cfg)
 
 
-def test_word_boxes_cover_the_ink_of_each_word_and_nothing_between_lines():
-    scene = documents.make_document(np.random.default_rng(0), (192, 192)).scene
-    ink = np.asarray(documents.render(scene).convert("L")) < 128  # [h, w]
-    boxes = documents.word_boxes(scene)
-    assert [w for w, _ in boxes] == [w for line in scene["lines"] for w in line]
-    for _, (x0, y0, x1, y1) in boxes:
-        assert ink[int(y0) : int(y1) + 2, int(x0) : int(x1)].any()
+def ink_outside(ink: np.ndarray, boxes) -> int:
+    """Inked pixels of `ink` [h, w] bool outside every box grown by 1-2 px (0: the boxes hold all the text),
+    checking that every box holds ink."""
     drawn = np.zeros_like(ink)
     for _, (x0, y0, x1, y1) in boxes:
+        assert ink[max(0, int(y0)) : int(y1) + 2, max(0, int(x0)) : int(x1) + 1].any()
         drawn[max(0, int(y0) - 1) : int(y1) + 3, max(0, int(x0) - 1) : int(x1) + 2] = True
+    return int((ink & ~drawn).sum())
+
+
+def dark(image) -> np.ndarray:
+    return np.asarray(image.convert("L")) < 128  # [h, w]
+
+
+def test_word_boxes_are_the_body_words_and_text_boxes_add_the_title_first():
+    scene = documents.make_document(np.random.default_rng(0), (192, 192)).scene
+    ink = dark(documents.render(scene))
+    body = documents.word_boxes(scene)
+    assert [w for w, _ in body] == [w for line in scene["lines"] for w in line]
     title_bottom = scene["margin"] + round(scene["title_px"] * 1.4)
-    assert not (ink & ~drawn)[title_bottom:].any()  # below the title, every inked pixel is inside a word's box
+    assert (
+        ink_outside(
+            ink[title_bottom:], [(w, (x0, y0 - title_bottom, x1, y1 - title_bottom)) for w, (x0, y0, x1, y1) in body]
+        )
+        == 0
+    )
+    boxes = documents.text_boxes(scene)
+    assert [w for w, _ in boxes] == scene["title"].split() + [w for w, _ in body]
+    assert ink_outside(ink, boxes) == 0  # title and body: every inked pixel is in a box
+
+
+@pytest.mark.parametrize("seed", range(4))  # bar and line charts
+def test_a_charts_text_boxes_hold_its_values_and_labels(seed, monkeypatch):
+    scene = charts.make_chart(np.random.default_rng(seed), (192, 192)).scene
+    items = scene["bars"] if scene["kind"] == "bar" else scene["points"]
+    boxes = charts.text_boxes(scene)
+    assert [w for w, _ in boxes] == [t for item in items for t in (str(item["value"]), item["label"])]
+    for (_, value), (_, label) in zip(boxes[::2], boxes[1::2]):
+        assert value[3] <= scene["baseline"] <= label[1]  # values above the baseline, labels under it
+    # with the bars and the line drawn in the background colour, the ink is the text and the baseline
+    monkeypatch.setattr(charts, "PALETTE", dict.fromkeys(charts.PALETTE, charts.BACKGROUND))
+    ink = dark(charts.render(scene))
+    ink[scene["baseline"]] = False
+    assert ink_outside(ink, boxes) == 0
+
+
+@pytest.mark.parametrize(
+    ("template", "broken", "expected"),
+    [
+        ("documents/title", None, "text"),
+        ("charts/bar_value", None, "text"),
+        ("shapes/count", None, []),
+        ("documents/title", lambda s: s.pop("title"), None),
+        ("documents/first_word", lambda s: s.update(title_px=True), None),
+        ("charts/bar_value", lambda s: s.update(kind=["bar"]), None),
+        ("charts/line_max", lambda s: s.update(px="8"), None),
+    ],
+)
+def test_scene_text_needs_a_complete_layout(template, broken, expected):
+    make = charts.make_chart if template.startswith("charts/") else documents.make_document
+    scene = make(np.random.default_rng(7), (192, 192)).scene
+    if broken:
+        broken(scene)
+    found = scene_text(template, scene)
+    if expected == "text":
+        assert found and all(isinstance(w, str) and len(box) == 4 for w, box in found)
+    else:
+        assert found == expected
 
 
 @pytest.mark.parametrize("tile", [56, 70])  # 4 patches of 14 px (2 tokens a side), or 5 (3 tokens, one padded)
@@ -75,7 +132,7 @@ def test_targets_are_the_tokens_whose_cells_hold_the_word_centres(tile):
         start = index // side * tile + index % side * cell
         return start, min(start + cell, (index // side + 1) * tile)
 
-    targets = word_targets(scene, cfg, block.block_sizes[0], ids)
+    targets = word_targets(documents.word_boxes(scene), page, cfg, block.block_sizes[0], ids)
     assert len(targets) == len(documents.word_boxes(scene))
     for (index, token), (word, (x0, y0, x1, y1)) in zip(targets, documents.word_boxes(scene)):
         (top, bottom), (left, right) = span(index // cols), span(index % cols)
@@ -90,7 +147,7 @@ def test_batch_positions_are_the_image_tokens_of_each_sample(pages, packed):
     records = read_records(pages)
     items = WordTargetDataset(ConversationDataset(records, processor, max_length=512), processor)
     samples = [items[i] for i in range(len(items))]
-    assert sum(bool(s.targets) for s in samples) == 6  # the documents; the shapes have none
+    assert sum(bool(s.targets) for s in samples) == 9  # the documents and the charts; the shapes have none
     layout = [list(range(3)), list(range(3, len(samples)))] if packed else [[k] for k in range(len(samples))]
     if packed:
         batch = collate_packed([[samples[k].sample for k in row] for row in layout], processor.pad_token_id, cfg)

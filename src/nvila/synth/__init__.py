@@ -33,6 +33,8 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 }
 COLOURS = tuple(PALETTE)
 BACKGROUND = (255, 255, 255)
+#: A written word or number and its box (x0, y0, x1, y1) in image px.
+TextBox = tuple[str, tuple[float, float, float, float]]
 INK = (20, 20, 20)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from nvila.synth import BACKGROUND, COLOURS, INK, PALETTE, Sample, Turn, font, pick_turns
+from nvila.synth import BACKGROUND, COLOURS, INK, PALETTE, Sample, TextBox, Turn, font, pick_turns
 
 VALUE_MIN, VALUE_MAX = 5, 99
 #: The largest and the smallest drawn value are at least this much taller / shorter than the next one.
@@ -134,13 +134,35 @@ def render(scene: dict) -> Image.Image:
         draw.line(list(zip(xs, tops)), fill=colour, width=max(1, scene["px"] // 8))
         for x, y in zip(xs, tops):
             draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
-        tops = [y - r for y in tops]
     draw.line((scene["left"], base, scene["right"], base), fill=INK)
-    for x, y, item in zip(xs, tops, items):
+    for text, anchor, at in _texts(scene):
         # a halo keeps the value legible where the line passes behind it
-        draw.text((x, y - 2), str(item["value"]), fill=INK, font=f, anchor="mb", stroke_width=1, stroke_fill=BACKGROUND)
-        draw.text((x, base + 3), item["label"], fill=INK, font=f, anchor="mt")
+        halo = {"stroke_width": 1, "stroke_fill": BACKGROUND} if anchor == "mb" else {}
+        draw.text(at, text, fill=INK, font=f, anchor=anchor, **halo)
     return image
+
+
+def _texts(scene: dict) -> list[tuple[str, str, tuple[float, float]]]:
+    """(text, Pillow anchor, anchor point px) of everything written on a chart: each item's value above its bar or
+    point ("mb": middle, bottom), then its label under the baseline ("mt": middle, top)."""
+    items = scene["bars"] if scene["kind"] == "bar" else scene["points"]
+    base, out = scene["baseline"], []
+    r = max(2, scene["px"] // 4)  # a point's radius: its value sits above the dot
+    for x, item in zip(_centres(len(items), scene), items):
+        top = base - _height(item["value"], scene) - (r if scene["kind"] == "line" else 0)
+        out += [(str(item["value"]), "mb", (x, top - 2)), (item["label"], "mt", (x, base + 3))]
+    return out
+
+
+def text_boxes(scene: dict) -> list[TextBox]:
+    """Every value and label written on a chart with its box (x0, y0, x1, y1) in image px, item by item, as
+    `render` draws them (the font's ink box at its anchor)."""
+    f = font(scene["px"])
+    boxes = []
+    for text, anchor, (x, y) in _texts(scene):
+        left, top, right, bottom = f.getbbox(text, anchor=anchor)
+        boxes.append((text, (x + left, y + top, x + right, y + bottom)))
+    return boxes
 
 
 def _extremes(items: list[dict]) -> tuple[str, str]:

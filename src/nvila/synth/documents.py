@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from nvila.synth import BACKGROUND, INK, Sample, Turn, font, pick_turns
+from nvila.synth import BACKGROUND, INK, Sample, TextBox, Turn, font, pick_turns
 
 # fmt: off
 #: The fixed vocabulary: 211 common lowercase English words of 3-7 letters, all distinct.
@@ -125,20 +125,33 @@ def render(scene: dict) -> Image.Image:
     return image
 
 
-def word_boxes(scene: dict) -> list[tuple[str, tuple[float, float, float, float]]]:
+def _run_boxes(words: list[str], px: int, x: float, y: float) -> list[TextBox]:
+    """The boxes of words drawn as one run of text from (x, y) at `px`, one space apart."""
+    space, boxes = _width(px, " "), []
+    for word in words:
+        width = _width(px, word)
+        boxes.append((word, (x, float(y), x + width, float(y + px))))
+        x += width + space
+    return boxes
+
+
+def word_boxes(scene: dict) -> list[TextBox]:
     """Every body word of a page with its box (x0, y0, x1, y1) in page px, line by line, as `render` draws them.
 
     x spans the word's advance (from the font's widths, no kerning, as `_words_that_fit` measures), y the line's
     font size from its top."""
-    px, space = scene["body_px"], _width(scene["body_px"], " ")
-    boxes = []
-    for i, words in enumerate(scene["lines"]):
-        y, x = _line_top(scene, i), float(scene["margin"])
-        for word in words:
-            width = _width(px, word)
-            boxes.append((word, (x, float(y), x + width, float(y + px))))
-            x += width + space
-    return boxes
+    margin = float(scene["margin"])
+    return [
+        box
+        for i, words in enumerate(scene["lines"])
+        for box in _run_boxes(words, scene["body_px"], margin, _line_top(scene, i))
+    ]
+
+
+def text_boxes(scene: dict) -> list[TextBox]:
+    """Every word drawn on a page: the title's words (capitalised, at the title's size), then `word_boxes`."""
+    margin = float(scene["margin"])
+    return _run_boxes(scene["title"].split(), scene["title_px"], margin, margin) + word_boxes(scene)
 
 
 def questions(title: str, lines: list[list[str]]) -> dict[str, list[Turn]]:

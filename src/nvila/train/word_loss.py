@@ -1,12 +1,12 @@
-"""Auxiliary word loss (recipe key `word_loss`): image tokens where a page's word is drawn also predict that word.
+"""Auxiliary word loss (recipe key `word_loss`): image tokens where a word is written also predict that word.
 
 Not part of the paper's recipe. The small model's visual tokens hold a word where it is drawn, yet questions
 about words alone never taught the LLM to name it (docs/results.md, "Reading and the clock"): one answer per
-page is one example of one of 211 words. Here every body word of every `nvila synth` document page in the
-batch is a target: the LLM's own logits at the image token holding the word's centre (at the largest
-Dynamic-S2 scale, where the image's tokens form one raster) are scored against the word's first text token,
-so each page gives ~50 examples of the word -> token mapping, through the same head that writes answers.
-Records that are not synth document pages (other tasks, real data) carry no targets and only their
+page is one example of one of 211 words. Here every word an `nvila synth` scene writes is a target (a document
+page's title and body words, a chart's values and labels): the LLM's own logits at the image token holding the
+word's centre (at the largest Dynamic-S2 scale, where the image's tokens form one raster) are scored against
+the word's first text token, so each page gives ~50 examples of the word -> token mapping, through the same
+head that writes answers. Records of other tasks (shapes, videos, real data) carry no targets and only their
 next-token loss. Shapes: b rows, l tokens per row, v vocabulary.
 """
 
@@ -23,12 +23,12 @@ from nvila.errors import ConfigError
 from nvila.models.nvila.configuration_nvila import NVILAConfig
 from nvila.models.nvila.geometry import BlockSize
 from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
-from nvila.synth import documents
+from nvila.synth import TextBox, charts, documents
 
-#: The template prefix of the records whose scene is a document page (`nvila synth` task "documents").
-PAGE_TEMPLATES = "documents/"
-#: The layout numbers of a page scene that the word boxes are computed from (`documents.layout`).
-PAGE_NUMBERS = ("margin", "body_px", "line_height", "top")
+#: The layout numbers of a page scene that its word boxes are computed from (`documents.layout`).
+PAGE_NUMBERS = ("margin", "title_px", "body_px", "line_height", "top")
+#: The layout numbers of a chart scene that its text boxes are computed from (`charts.layout`).
+CHART_NUMBERS = ("px", "left", "right", "top", "baseline")
 
 
 @dataclass
@@ -47,45 +47,97 @@ def token_raster(cfg: NVILAConfig, block: BlockSize) -> tuple[int, int]:
     return rows * side, cols * side
 
 
-def word_targets(scene: dict, cfg: NVILAConfig, block: BlockSize, token_id: dict[str, int]) -> list[tuple[int, int]]:
-    """(image token index, token id) of every body word of a document `scene`: the token whose cell holds the
-    word's centre once the page is resized to the tile grid, as the processor resizes it (a tile's last token
-    row and column may cover the projector's zero padding, so cells are found tile by tile)."""
-    width, height = scene["size"]
+def word_targets(
+    boxes: Sequence[TextBox], size: Sequence[int], cfg: NVILAConfig, block: BlockSize, token_id: dict[str, int]
+) -> list[tuple[int, int]]:
+    """(image token index, token id) of every text box of an image of `size` (width, height) px: the token whose
+    cell holds the box's centre once the image is resized to the tile grid, as the processor resizes it (a tile's
+    last token row and column may cover the projector's zero padding, so cells are found tile by tile)."""
+    width, height = size
     grid_rows, grid_cols = block if block is not None else (1, 1)
     rows, cols = token_raster(cfg, block)
     side, tile, cell = rows // grid_rows, cfg.tile_size, cfg.vision.patch_size * cfg.downsample
 
     def token(position: float, page: int, tiles: int) -> int:
-        """The raster index along one axis of a page coordinate (px)."""
-        resized = position * tiles * tile / page
+        """The raster index along one axis of an image coordinate (px)."""
+        resized = min(max(position, 0.0), page - 1e-6) * tiles * tile / page
         index = min(tiles - 1, int(resized // tile))
         return index * side + min(side - 1, int((resized - index * tile) // cell))
 
     targets = []
-    for word, (x0, y0, x1, y1) in documents.word_boxes(scene):
+    for word, (x0, y0, x1, y1) in boxes:
         row, col = token((y0 + y1) / 2, height, grid_rows), token((x0 + x1) / 2, width, grid_cols)
         targets.append((row * cols + col, token_id[word]))
     return targets
 
 
+def first_token(tokenizer, word: str) -> int:
+    """The id of the first text token of `word` (written without a leading space, as an answer starts)."""
+    return tokenizer(word, add_special_tokens=False).input_ids[0]
+
+
+def _has_numbers(scene: dict, names: Sequence[str]) -> bool:
+    """Whether `scene` has a positive [width, height] size and a number (not a bool) under each name."""
+    size = scene.get("size")
+    numbers = all(isinstance(scene.get(k), int | float) and not isinstance(scene.get(k), bool) for k in names)
+    sized = isinstance(size, list | tuple) and len(size) == 2
+    return numbers and sized and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+
+
 def is_page_layout(scene: object) -> bool:
-    """Whether `scene` holds what `documents.word_boxes` reads: the page size, layout numbers and lines of words."""
-    if not isinstance(scene, dict) or not all(isinstance(scene.get(k), (int, float)) for k in PAGE_NUMBERS):
+    """Whether `scene` holds what `documents.text_boxes` reads: the page size, layout numbers, a title and lines of
+    words."""
+    if not isinstance(scene, dict) or not _has_numbers(scene, PAGE_NUMBERS):
         return False
-    size, lines = scene.get("size"), scene.get("lines")
+    lines, title = scene.get("lines"), scene.get("title")
     return (
-        isinstance(size, list | tuple)
-        and len(size) == 2
-        and all(isinstance(v, int) and v > 0 for v in size)
+        isinstance(title, str)
         and isinstance(lines, list)
         and all(isinstance(line, list) and all(isinstance(w, str) and w for w in line) for line in lines)
     )
 
 
+def is_chart_layout(scene: object) -> bool:
+    """Whether `scene` holds what `charts.text_boxes` reads: the chart size, layout numbers and its labelled
+    values (bars or points)."""
+    if not isinstance(scene, dict) or not _has_numbers(scene, CHART_NUMBERS):
+        return False
+    kind = scene.get("kind")
+    items = scene.get("bars") if kind == "bar" else scene.get("points") if kind == "line" else None
+    return (
+        isinstance(items, list)
+        and len(items) > 0
+        and all(
+            isinstance(i, dict)
+            and isinstance(i.get("label"), str)
+            and i["label"]
+            and isinstance(i.get("value"), int)
+            and not isinstance(i.get("value"), bool)
+            for i in items
+        )
+    )
+
+
+#: Template prefix -> (layout check, text boxes) of the `nvila synth` scenes whose written text has targets.
+WRITTEN = {
+    "documents/": (is_page_layout, documents.text_boxes),
+    "charts/": (is_chart_layout, charts.text_boxes),
+}
+
+
+def scene_text(template: str, scene: object) -> list[TextBox] | None:
+    """The text boxes of a synth scene asked from `template`: [] when its task writes no text (or it is not a synth
+    record), None when the task writes text but the scene lacks the layout to place it."""
+    for prefix, (complete, boxes) in WRITTEN.items():
+        if template.startswith(prefix):
+            return boxes(scene) if complete(scene) else None
+    return []
+
+
 class WordTargetDataset:
     """`dataset[i]` as a `WordSample` (None where the dataset skips record i); targets only for records of one
-    image whose scene is a synth document page, and only for the Dynamic-S2 raster (or a single tile)."""
+    image whose scene is a synth document page or chart (`WRITTEN`), and only for the Dynamic-S2 raster (or a
+    single tile)."""
 
     def __init__(self, dataset: ConversationDataset, processor: NVILAProcessor) -> None:
         cfg = processor.config
@@ -110,16 +162,18 @@ class WordTargetDataset:
         if sample is None:
             return None
         record = self.dataset.records[index]
+        if len(sample.block_sizes) != 1:
+            return WordSample(sample, [])
         scene = record.meta.get("scene")
-        if not str(record.meta.get("template", "")).startswith(PAGE_TEMPLATES) or len(sample.block_sizes) != 1:
+        boxes = scene_text(str(record.meta.get("template", "")), scene)
+        if boxes is None:
+            self.dataset.stats.add("synth scene without its layout (trained without word targets)", record.id)
             return WordSample(sample, [])
-        if not is_page_layout(scene):
-            self.dataset.stats.add("document scene without its page layout (trained without word targets)", record.id)
-            return WordSample(sample, [])
-        for word, _ in documents.word_boxes(scene):
+        for word, _ in boxes:
             if word not in self._token_id:
-                self._token_id[word] = self._tokenizer(word, add_special_tokens=False).input_ids[0]
-        return WordSample(sample, word_targets(scene, self.cfg, sample.block_sizes[0], self._token_id))
+                self._token_id[word] = first_token(self._tokenizer, word)
+        targets = word_targets(boxes, scene["size"], self.cfg, sample.block_sizes[0], self._token_id) if boxes else []
+        return WordSample(sample, targets)
 
 
 @dataclass
