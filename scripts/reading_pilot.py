@@ -53,6 +53,7 @@ from PIL import Image
 from nvila import checkpoint, loader
 from nvila.assets import DEFAULT_MODEL
 from nvila.data.collate import collate_padded
+from nvila.models.nvila.branches import branch_mask, branch_positions, share_prefix
 from nvila.models.nvila.processing_nvila import EncodedSample
 from nvila.models.nvila.projector import Projector
 from nvila.synth import documents
@@ -71,21 +72,13 @@ PAGE = (192, 192)
 @dataclass
 class Conversation:
     """Questions about one page in one row: asked one after the other (one turn each, `--turns`), or each after
-    the one shared image (`--share`: `branches` are the spans of ids that see the shared prefix and themselves
-    only, their positions restarting where the prefix ends)."""
+    the one shared image (`--share`: single-turn branches, `nvila.models.nvila.branches`)."""
 
     page: int
     input_ids: list[int]
     labels: list[int]
     kinds: list[str]  #: the kind each question is scored under
     branches: list[tuple[int, int]] = field(default_factory=list)  #: [start, end) of each question's own ids
-
-    def positions(self) -> list[int]:
-        """Position ids: 0.. along the row, restarting at the prefix's length in every branch."""
-        if not self.branches:
-            return list(range(len(self.input_ids)))
-        prefix = self.branches[0][0]
-        return list(range(prefix)) + [prefix + i for start, end in self.branches for i in range(end - start)]
 
 
 @dataclass
@@ -171,26 +164,6 @@ def encode(processor, turns: list[tuple[str, str]]) -> tuple[list[int], list[int
     return sample.input_ids, sample.labels
 
 
-def shared(page: int, encoded: list[tuple[list[int], list[int]]], kinds: list[str]) -> Conversation:
-    """One row holding single-turn conversations about one page: their common prefix (the image, and the
-    template up to where the questions differ) once, then each conversation's rest as a branch. The first id of
-    every branch is never a label: the row's previous id is not the one it follows in its own conversation."""
-    ids = [e[0] for e in encoded]
-    prefix = min(len(i) for i in ids)
-    for column in range(prefix):
-        if len({i[column] for i in ids}) > 1:
-            prefix = column
-            break
-    first_label = min(next(j for j, label in enumerate(labels) if label != -100) for _, labels in encoded)
-    prefix = min(prefix, first_label - 1)
-    row_ids, row_labels, branches = ids[0][:prefix], [-100] * prefix, []
-    for input_ids, labels in encoded:
-        branches.append((len(row_ids), len(row_ids) + len(input_ids) - prefix))
-        row_ids += input_ids[prefix:]
-        row_labels += labels[prefix:]
-    return Conversation(page, row_ids, row_labels, kinds, branches)
-
-
 def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np.random.Generator, share: int = 1):
     """Every page's questions of `kinds` in rows of up to `turns` turns of one conversation (shuffled when
     turns > 1), or of up to `share` single-turn conversations after one shared image."""
@@ -204,24 +177,11 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
             chunk = qs[s : s + per_row]
             chunk_kinds = [c[2] for c in chunk]
             if share > 1:
-                out.append(shared(k, [encode(processor, [(q, a)]) for q, a, _ in chunk], chunk_kinds))
+                ids, labels, branches = share_prefix([encode(processor, [(q, a)]) for q, a, _ in chunk])
+                out.append(Conversation(k, ids, labels, chunk_kinds, branches))
             else:
                 out.append(Conversation(k, *encode(processor, [(q, a) for q, a, _ in chunk]), chunk_kinds))
     return out
-
-
-def attention(chats: list[Conversation], length: int) -> torch.Tensor:
-    """[b, 1, length, length] bool (True: may attend): causal over each row's ids; a branch sees the shared prefix
-    and itself only; padding sees itself (its outputs are never read)."""
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
-    mask = causal.repeat(len(chats), 1, 1)
-    for r, c in enumerate(chats):
-        mask[r, len(c.input_ids) :, :] = False
-        mask[r, :, len(c.input_ids) :] = False
-        for start, end in c.branches:  # a branch does not see the ids before it, back to the prefix
-            mask[r, start:end, c.branches[0][0] : start] = False
-    mask |= torch.eye(length, dtype=torch.bool)
-    return mask[:, None]
 
 
 def shared_tokens(scenes: list[dict], cfg, block) -> tuple[float, float]:
@@ -243,6 +203,12 @@ def shared_tokens(scenes: list[dict], cfg, block) -> tuple[float, float]:
         words_shared += sum(len(owners[t]) > 1 for t in tokens)
         lines, words = lines + len(starts), words + len(tokens)
     return firsts_shared / max(lines, 1), words_shared / max(words, 1)
+
+
+def report_order(kind: str) -> tuple:
+    """Sort key of the scored kinds: line 1, line 2, ... in number order, then the other kinds, "words" last."""
+    line = kind.startswith("line ") and kind[5:].isdigit()
+    return kind == "words", not line, int(kind[5:]) if line else 0, kind
 
 
 def draw_batch(chats: list[Conversation], questions: int, rng: np.random.Generator) -> list[Conversation]:
@@ -267,9 +233,9 @@ def forward(model, pages: Pages, questions: list[Conversation], pad_id: int, tra
     for r, q in enumerate(questions):
         ids[r, : len(q.input_ids)] = torch.tensor(q.input_ids)
         labels[r, : len(q.labels)] = torch.tensor(q.labels)
-        positions[r, : len(q.input_ids)] = torch.tensor(q.positions())
+        positions[r, : len(q.input_ids)] = torch.tensor(branch_positions(len(q.input_ids), q.branches))
     embeds = model.embed_features(ids, features, None)
-    mask = attention(questions, length)
+    mask = branch_mask([[(len(q.input_ids), q.branches)] for q in questions], length)
     out = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels)
     return out, ids, labels
 
@@ -425,7 +391,7 @@ def main() -> None:
                 if named is not None:
                     hits.setdefault("words", []).extend([named[1]] * len(targets.token_ids))
         model.train()
-        return ", ".join(f"{k} {np.mean(v):.1%}" for k, v in hits.items())
+        return ", ".join(f"{k} {np.mean(hits[k]):.1%}" for k in sorted(hits, key=report_order))
 
     rng, losses, word_losses = np.random.default_rng(0), [], []
     start, step = time.time(), 0

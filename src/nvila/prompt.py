@@ -6,6 +6,7 @@ Pure string logic (no torch, no tokenizer), so commands can refuse a bad prompt 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from nvila.errors import PromptError
@@ -47,3 +48,25 @@ def place_media(texts: Sequence[str], n_images: int, n_videos: int = 0) -> list[
 def user_turn(prompt: str, n_images: int, n_videos: int = 0) -> str:
     """`place_media` for a single user prompt."""
     return place_media([prompt], n_images, n_videos)[0]
+
+
+#: The media placeholders (and the whitespace after each) a user message may start with.
+LEADING_MEDIA = re.compile(f"^(?:(?:{re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})\\s*)*")
+
+
+def single_turns(messages: Sequence[dict[str, str]]) -> list[list[dict[str, str]]] | None:
+    """A conversation of several question / answer turns about its media, as one single-turn conversation per
+    turn: the system messages, then the first question's leading placeholders before each question, then its
+    answer. None when it cannot be split so: fewer than two turns, roles that do not alternate user / assistant,
+    or a placeholder anywhere but at the start of the first question."""
+    system = [dict(m) for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    pairs = list(zip(turns[0::2], turns[1::2]))
+    if len(turns) % 2 or len(pairs) < 2 or any((u["role"], a["role"]) != ("user", "assistant") for u, a in pairs):
+        return None
+    first = pairs[0][0]["content"]
+    lead = LEADING_MEDIA.match(first).group(0)
+    questions = [first[len(lead) :]] + [u["content"] for u, _ in pairs[1:]]
+    if any(IMAGE_TOKEN in text or VIDEO_TOKEN in text for text in questions):
+        return None
+    return [[*system, {"role": "user", "content": lead + q}, dict(a)] for q, (_, a) in zip(questions, pairs)]

@@ -164,3 +164,35 @@ def test_a_truncated_video_sample_keeps_its_video_and_trains(tmp_path):
     optimizer.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(projector_before, model.mm_projector.parameters()))
+
+
+def multi(i, image, turns):
+    conversations = []
+    for k, (question, answer) in enumerate(turns):
+        conversations += [{"from": "human", "value": ("<image>\n" if k == 0 else "") + question}]
+        conversations += [{"from": "gpt", "value": answer}]
+    return {"id": f"m{i}", "image": image, "conversations": conversations}
+
+
+def test_single_turns_make_one_sample_of_branches_and_drop_the_branches_that_do_not_fit(tmp_path, tiny_lite):
+    _, processor = tiny_lite
+    noise_image(64, 64).save(tmp_path / "ok.png")
+    turns = [("Q1?", "one"), ("Q2?", "two"), ("Q3?", "three " * 30)]
+    path = write_jsonl(tmp_path / "m.jsonl", [multi(0, "ok.png", turns), qa(1, "ok.png", "<image>\nQ?")])
+    records = read_records(path)
+    as_turns = ConversationDataset(records, processor, max_length=1024)[0]
+    branched = ConversationDataset(records, processor, max_length=1024, single_turns=True)
+    sample, single = branched[0], branched[1]
+    assert not as_turns.branches and single.branches == []  # one question: an ordinary sample
+    assert len(sample.branches) == 3
+    image_id = processor.config.image_token_id
+    assert sample.input_ids.count(image_id) == as_turns.input_ids.count(image_id)  # the image once
+    answers = [processor.tokenizer.decode([t for t in sample.labels[s:e] if t != -100]) for s, e in sample.branches]
+    assert [a.split("<")[0].strip() for a in answers] == [a.strip() for _, a in turns]
+    # a length that holds the first two branches but not the third: the third is dropped and counted
+    short = ConversationDataset(records, processor, max_length=sample.branches[1][1] + 5, single_turns=True)
+    cut = short[0]
+    assert cut.branches == sample.branches[:2] and len(cut.input_ids) == sample.branches[1][1]
+    assert list(short.stats.counts) == [f"longer than max_length {short.max_length} (branches dropped)"]
+    tiny = ConversationDataset(records, processor, max_length=sample.branches[0][1] - 1, single_turns=True)
+    assert tiny[0] is None  # not even one branch fits

@@ -197,3 +197,8 @@ def test_turns_and_share_are_refused_together(pilot, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         pilot.main()
     assert "choose one" in capsys.readouterr().err
+
+
+def test_scores_are_reported_line_by_line_in_number_order(pilot):
+    kinds = ["words", "title", "line 10", "line 2", "lines", "line 1"]
+    assert sorted(kinds, key=pilot.report_order) == ["line 1", "line 2", "line 10", "lines", "title", "words"]

@@ -206,3 +206,32 @@ def test_video_timestamps_reach_the_training_prompts(make_recipe, tmp_path, time
     prompt = trainer.processor.tokenizer.decode(trainer.dataset[0].input_ids)
     assert ("The video frames were sampled at 0." in prompt) is timestamps
     assert "1.0 - 2.0 seconds" in prompt
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_single_turns_train_every_question_of_a_video_record_as_a_branch(make_recipe, tmp_path, packing):
+    """`data.single_turns`: a record of several questions about a video trains them as branches after one copy of
+    the video (frame times included), and a run over such records learns."""
+    frames = np.zeros((8, 56, 56, 3), np.uint8)
+    frames[4:] = 255
+    encode_mp4(tmp_path / "v.mp4", frames, fps=4)
+    turns = [("<vila/video>\nWhen does it turn white?", "1.0 - 2.0 seconds"), ("What colour is it first?", "black")]
+    conversations = [{"from": f, "value": v} for q, a in turns for f, v in (("human", q), ("gpt", a))]
+    lines = [json.dumps({"id": f"v{i}", "video": "v.mp4", "conversations": conversations}) for i in range(8)]
+    (tmp_path / "videos.jsonl").write_text("\n".join(lines) + "\n")
+    path = make_recipe(
+        "branches",
+        data__train=str(tmp_path / "videos.jsonl"),
+        data__single_turns=True,
+        data__video_timestamps=True,
+        data__packing=packing,
+        max_steps=8,
+    )
+    trainer = Trainer(load_recipe(path))
+    trainer.setup()
+    sample = trainer.dataset[0]
+    prompt = trainer.processor.tokenizer.decode(sample.input_ids)
+    assert len(sample.branches) == 2 and prompt.count("The video frames were sampled at") == 1
+    assert main(["train", "--recipe", path]) == 0
+    curve = losses(Path(path).parent / "branches")
+    assert len(curve) == 8 and curve[8] < curve[1]

@@ -3,6 +3,8 @@
 Packed rows restart `position_ids` at 0 for every sample and carry no attention mask: transformers then
 builds a block-diagonal causal mask from the position ids, so attention never crosses samples. The first
 token of every sample has no label, so no sample is trained to predict the next one's start.
+Samples holding single-turn branches (`EncodedSample.branches`, `nvila.models.nvila.branches`) need more than
+positions can say: a batch with any of them carries a [b, 1, l, l] bool mask instead, padded or packed.
 Shapes: b rows, l tokens per row.
 """
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nvila.models.nvila.branches import branch_mask, branch_positions
 from nvila.models.nvila.configuration_nvila import NVILAConfig
 from nvila.models.nvila.geometry import BlockSize
 from nvila.models.nvila.processing_nvila import EncodedSample, media_tensors
@@ -21,11 +24,11 @@ from nvila.prompt import IGNORE_INDEX
 
 @dataclass
 class TrainBatch:
-    """Model inputs and labels of one step; attention_mask is None for packed rows."""
+    """Model inputs and labels of one step; attention_mask is None for packed rows without branches."""
 
     input_ids: torch.Tensor  #: [b, l]
     labels: torch.Tensor  #: [b, l], IGNORE_INDEX where no loss
-    attention_mask: torch.Tensor | None  #: [b, l] for padded rows
+    attention_mask: torch.Tensor | None  #: [b, l] for padded rows; [b, 1, l, l] bool when samples have branches
     position_ids: torch.Tensor  #: [b, l]
     pixel_values: torch.Tensor | None  #: [n, 3, s, s] tiles in token order
     image_block_sizes: list[BlockSize]
@@ -57,12 +60,15 @@ def collate_padded(samples: Sequence[EncodedSample], pad_id: int, cfg: NVILAConf
     ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
     labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(samples), length), dtype=torch.long)
+    positions = torch.zeros((len(samples), length), dtype=torch.long)
     for row, s in enumerate(samples):
         n = len(s.input_ids)
         ids[row, :n] = torch.tensor(s.input_ids)
         labels[row, :n] = torch.tensor(s.labels)
         mask[row, :n] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions[row, :n] = torch.tensor(branch_positions(n, s.branches))
+    if any(s.branches for s in samples):
+        mask = branch_mask([[(len(s.input_ids), s.branches)] for s in samples], length)
     return TrainBatch(ids, labels, mask, positions, *media_tensors(samples, cfg), n_samples=len(samples))
 
 
@@ -92,7 +98,7 @@ def collate_packed(packs: Sequence[Sequence[EncodedSample]], pad_id: int, cfg: N
         for s in pack:
             ids += s.input_ids
             labels += [IGNORE_INDEX] + s.labels[1:]
-            positions += list(range(len(s.input_ids)))
+            positions += branch_positions(len(s.input_ids), s.branches)
         rows.append((ids, labels, positions))
     length = max(len(r[0]) for r in rows)
     out_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
@@ -105,4 +111,7 @@ def collate_packed(packs: Sequence[Sequence[EncodedSample]], pad_id: int, cfg: N
         out_pos[row, :n] = torch.tensor(positions)
         out_pos[row, n:] = torch.arange(length - n)  # padding forms its own isolated block
     samples = [s for pack in packs for s in pack]
-    return TrainBatch(out_ids, out_labels, None, out_pos, *media_tensors(samples, cfg), n_samples=len(samples))
+    mask = None
+    if any(s.branches for s in samples):
+        mask = branch_mask([[(len(s.input_ids), s.branches) for s in pack] for pack in packs], length)
+    return TrainBatch(out_ids, out_labels, mask, out_pos, *media_tensors(samples, cfg), n_samples=len(samples))

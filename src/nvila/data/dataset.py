@@ -2,7 +2,9 @@
 
 Owns: loading a record's media through the processor, the over-length policy (truncate the text after the
 last media token, or skip), and counters of everything skipped, so a training run never crashes on one bad
-sample and its log says how many were dropped and why.
+sample and its log says how many were dropped and why. With `single_turns`, a record of several questions about
+its media becomes one sample of single-turn branches (`nvila.models.nvila.branches`): every question is trained
+as it is asked at evaluation, alone after the media, at the cost of one conversation.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from nvila.data.records import Record
 from nvila.errors import MediaError, PromptError
 from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
-from nvila.prompt import IGNORE_INDEX
+from nvila.prompt import IGNORE_INDEX, single_turns
 
 log = logging.getLogger(__name__)
 OVERLONG_POLICIES = ("truncate", "skip")
@@ -47,7 +49,12 @@ class ConversationDataset:
     """Map-style dataset; `dataset[i]` is an `EncodedSample`, or None when record i is unusable."""
 
     def __init__(
-        self, records: Sequence[Record], processor: NVILAProcessor, max_length: int, overlong: str = "truncate"
+        self,
+        records: Sequence[Record],
+        processor: NVILAProcessor,
+        max_length: int,
+        overlong: str = "truncate",
+        single_turns: bool = False,
     ) -> None:
         if overlong not in OVERLONG_POLICIES:
             raise ValueError(f"overlong must be one of {OVERLONG_POLICIES}, got {overlong!r}")
@@ -55,6 +62,7 @@ class ConversationDataset:
         self.processor = processor
         self.max_length = max_length
         self.overlong = overlong
+        self.single_turns = single_turns
         self.stats = DatasetStats()
 
     def __len__(self) -> int:
@@ -67,8 +75,12 @@ class ConversationDataset:
             self.stats.add("missing media file", record.id)
             log.debug("%s: missing media %s", record.id, missing)
             return None
+        branches = single_turns(record.messages) if self.single_turns else None
         try:
-            sample = self.processor.encode_messages(record.messages, record.images, record.videos)
+            if branches:
+                sample = self.processor.encode_branches(branches, record.images, record.videos)
+            else:
+                sample = self.processor.encode_messages(record.messages, record.images, record.videos)
         except MediaError:
             self.stats.add("unreadable media", record.id)
             return None
@@ -81,6 +93,8 @@ class ConversationDataset:
         n = len(sample.input_ids)
         if n <= self.max_length:
             return sample
+        if sample.branches:
+            return self._fit_branches(sample, record_id)
         media_ids = {self.processor.config.image_token_id, self.processor.config.video_token_id}
         last_media = max((i for i, t in enumerate(sample.input_ids) if t in media_ids), default=-1)
         answer_left = any(label != IGNORE_INDEX for label in sample.labels[: self.max_length])
@@ -92,3 +106,13 @@ class ConversationDataset:
         return dataclasses.replace(
             sample, input_ids=sample.input_ids[: self.max_length], labels=sample.labels[: self.max_length]
         )
+
+    def _fit_branches(self, sample: EncodedSample, record_id: str) -> EncodedSample | None:
+        """The branches that fit whole (the shared prefix holds the media); skipped when none does."""
+        kept = [(start, end) for start, end in sample.branches if end <= self.max_length]
+        if self.overlong == "skip" or not kept:
+            self.stats.add(f"longer than max_length {self.max_length} (skipped)", record_id)
+            return None
+        self.stats.add(f"longer than max_length {self.max_length} (branches dropped)", record_id)
+        end = kept[-1][1]
+        return dataclasses.replace(sample, input_ids=sample.input_ids[:end], labels=sample.labels[:end], branches=kept)

@@ -45,6 +45,9 @@ class DataSpec:
     #: write each video's frame times before it ("The video frames were sampled at 0.0s, ..."), as
     #: `--video-timestamps` does at inference: train for the prompts the model will be asked with
     video_timestamps: bool = False
+    #: train every question of a multi-question record alone after its media, as evaluation asks it: single-turn
+    #: branches sharing one copy of the media (`nvila.models.nvila.branches`), not turns of one conversation
+    single_turns: bool = False
 
 
 @dataclass

@@ -97,7 +97,9 @@ class Trainer:
                 hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         self.fp8_layers = convert_to_fp8(self.model.llm, r.fp8) if r.fp8 else 0  # before sharding (torchao)
         mixture = load_mixture(r.data.train, r.data.media_root)
-        self.dataset = ConversationDataset(mixture.records, self.processor, r.data.max_length, r.data.overlong)
+        self.dataset = ConversationDataset(
+            mixture.records, self.processor, r.data.max_length, r.data.overlong, r.data.single_turns
+        )
         setup = ObjectiveSetup(r, self.model, self.processor, mixture, self.dataset, self.dist.enabled)
         self.objective = OBJECTIVES[r.objective](setup)
         self.module = self.objective.module  # what the optimiser updates and the state saves

@@ -8,6 +8,7 @@ frame-time lines before videos, batching with padding, and decoding. Does not ow
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 from nvila.argtypes import check_frame_sampling
 from nvila.errors import MediaError, PromptError
 from nvila.image_io import ImageInput, load_image
+from nvila.models.nvila.branches import share_prefix
 from nvila.models.nvila.configuration_nvila import NVILAConfig
 from nvila.models.nvila.geometry import BlockSize, video_tokens
 from nvila.models.nvila.image_processing_nvila import NVILAImageProcessor, image_to_tiles, normalize_tiles
@@ -87,6 +89,8 @@ class EncodedSample:
     video_tiles: list[Image.Image] = field(default_factory=list)  #: one 448 resize per frame
     video_frame_counts: list[int] = field(default_factory=list)
     videos: list[VideoClip] = field(default_factory=list)
+    #: [start, end) of each single-turn branch after the shared prefix (`encode_branches`); empty: one sequence
+    branches: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,34 @@ class NVILAProcessor(ProcessorMixin):
         setting for this call (None: the processor's), so one processor can serve requests that differ.
         """
         timestamps = self.video_timestamps if video_timestamps is None else video_timestamps
+        return self._encode(messages, self._load_media(images, videos), add_generation_prompt, timestamps)
+
+    def encode_branches(
+        self,
+        conversations: Sequence[Sequence[dict[str, str]]],
+        images: Sequence[ImageInput] = (),
+        videos: Sequence[VideoInput] = (),
+        *,
+        video_timestamps: bool | None = None,
+    ) -> EncodedSample:
+        """Single-turn conversations about the same media as one sample: the ids they share (the media among them)
+        once, then each conversation's own ids as a branch (`nvila.models.nvila.branches`; `sample.branches`).
+        The media are decoded once; every conversation must place them alike (the same placeholders before its
+        question), so that they share them."""
+        timestamps = self.video_timestamps if video_timestamps is None else video_timestamps
         media = self._load_media(images, videos)
+        images_, clips = list(media.images), list(media.videos)
+        encoded = [self._encode(m, _MediaQueue(images_, clips), False, timestamps) for m in conversations]
+        media_ids = {self.image_token_id, self.config.video_token_id}
+        ids, labels, branches = share_prefix([(e.input_ids, e.labels) for e in encoded])
+        if any(t in media_ids for start, _ in branches for t in ids[start:]):
+            raise PromptError("branched conversations must share their media: place them before every question alike")
+        first = encoded[0]
+        return dataclasses.replace(first, input_ids=ids, labels=labels, branches=branches)
+
+    def _encode(
+        self, messages: Sequence[dict[str, str]], media: _MediaQueue, add_generation_prompt: bool, timestamps: bool
+    ) -> EncodedSample:
         roles = [m["role"] for m in messages]
         texts = place_media([m["content"] for m in messages], *media.counts)
         for role, text in zip(roles, texts):
