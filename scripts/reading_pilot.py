@@ -43,12 +43,15 @@ questions scored (default: the last stage's kinds), e.g. first:8 to see lines 1.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
 from nvila import checkpoint, loader
 from nvila.assets import DEFAULT_MODEL
@@ -79,6 +82,8 @@ class Conversation:
     labels: list[int]
     kinds: list[str]  #: the kind each question is scored under
     branches: list[tuple[int, int]] = field(default_factory=list)  #: [start, end) of each question's own ids
+    #: per question, the image token (index among the page's) where its answer's word is written (None: nowhere)
+    answer_tokens: list[int | None] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +117,18 @@ def asked(scene: dict, kinds: list[str]) -> list[tuple[str, str, str]]:
         else:
             out += [(t.question, t.answer, kind) for t in turns]
     return out
+
+
+def answer_box(scene: dict, question: str, kind: str):
+    """The text box of the word a question's answer starts with (`documents.text_boxes`), or None (a line count)."""
+    name = "first" if kind.startswith("line ") else kind.partition(":")[0]
+    if name == "title":
+        return documents.text_boxes(scene)[0]
+    if name == "lines":
+        return None
+    line = int(re.search(r"line (\d+)", question).group(1)) - 1
+    start = sum(len(words) for words in scene["lines"][:line])
+    return documents.word_boxes(scene)[start if name == "first" else start + len(scene["lines"][line]) - 1]
 
 
 def question_kinds(text: str) -> list[str]:
@@ -167,7 +184,7 @@ def encode(processor, turns: list[tuple[str, str]]) -> tuple[list[int], list[int
 def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np.random.Generator, share: int = 1):
     """Every page's questions of `kinds` in rows of up to `turns` turns of one conversation (shuffled when
     turns > 1), or of up to `share` single-turn conversations after one shared image."""
-    out = []
+    out, cfg = [], processor.config
     per_row = max(turns, share)
     for k, scene in enumerate(pages.scenes):
         qs = asked(scene, kinds)
@@ -176,11 +193,14 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
         for s in range(0, len(qs), per_row):
             chunk = qs[s : s + per_row]
             chunk_kinds = [c[2] for c in chunk]
+            boxes = [answer_box(scene, q, kind) for q, _, kind in chunk]
+            at = [None if b is None else word_targets([b], PAGE, cfg, pages.block, {b[0]: 0})[0][0] for b in boxes]
             if share > 1:
                 ids, labels, branches = share_prefix([encode(processor, [(q, a)]) for q, a, _ in chunk])
-                out.append(Conversation(k, ids, labels, chunk_kinds, branches))
+                out.append(Conversation(k, ids, labels, chunk_kinds, branches, at))
             else:
-                out.append(Conversation(k, *encode(processor, [(q, a) for q, a, _ in chunk]), chunk_kinds))
+                ids, labels = encode(processor, [(q, a) for q, a, _ in chunk])
+                out.append(Conversation(k, ids, labels, chunk_kinds, [], at))
     return out
 
 
@@ -258,6 +278,51 @@ def answered(out, labels: torch.Tensor) -> list[list[bool]]:
     return hits
 
 
+class AddressLoss:
+    """Supervise one attention head with the address (`--address-loss`): at the position that predicts a
+    question's first answer token, head `head` of LLM layer `layer` should attend, among the page's image tokens,
+    to the one where the answer's word is written (`Conversation.answer_tokens`). Returns the mean cross-entropy
+    of those attention distributions (softmax over the image tokens) and the share whose argmax is the target."""
+
+    def __init__(self, model, layer: int, head: int = 0) -> None:
+        self.attn = model.llm.model.layers[layer].self_attn
+        self.head, self.image_id = head, model.nvila_config.image_token_id
+        self.attn.register_forward_pre_hook(self._grab, with_kwargs=True)
+
+    def _grab(self, module, args, kwargs) -> None:
+        self.hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # [b, l, d] normed
+        self.rope = kwargs["position_embeddings"]  # (cos, sin) [b, l, head_dim]
+
+    def scores(self, chats: list[Conversation], ids: torch.Tensor, labels: torch.Tensor):
+        """(attention logits [n, image tokens] of the supervised head at the n answers with a target, the targets
+        [n]) from the last forward pass over these conversations; None when no answer has a target."""
+        attn, d = self.attn, self.attn.head_dim
+        cos, sin = self.rope
+        scores, wanted = [], []
+        for r, chat in enumerate(chats):
+            row = labels[r]
+            starts = [t for t in range(1, len(row)) if row[t] != -100 and row[t - 1] == -100]
+            items = [(t - 1, k) for t, k in zip(starts, chat.answer_tokens) if k is not None]
+            if not items:
+                continue
+            image = (ids[r] == self.image_id).nonzero()[:, 0]
+            at = torch.tensor([t for t, _ in items])
+            q = attn.q_proj(self.hidden[r, at]).view(len(at), -1, d)[:, self.head]
+            k = attn.k_proj(self.hidden[r, image]).view(len(image), -1, d)[:, self.head // attn.num_key_value_groups]
+            q = q * cos[r, at] + rotate_half(q) * sin[r, at]
+            k = k * cos[r, image] + rotate_half(k) * sin[r, image]
+            scores.append((q @ k.T) * attn.scaling)
+            wanted += [index for _, index in items]
+        return (torch.cat(scores), torch.tensor(wanted)) if scores else None
+
+    def __call__(self, chats: list[Conversation], ids: torch.Tensor, labels: torch.Tensor):
+        found = self.scores(chats, ids, labels)
+        if found is None:
+            return None
+        logits, target = found
+        return F.cross_entropy(logits, target), float((logits.argmax(-1) == target).float().mean())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="the model to start from (default: the shipped one)")
@@ -274,6 +339,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--head-lr-ratio", type=float, default=1.0, help="the LM head's LR = lr x this")
     p.add_argument("--word-loss", type=float, default=0.0, help="weight of the word loss (default: 0, off)")
+    p.add_argument("--address-loss", type=float, default=0.0, help="weight of the address loss (default: 0, off)")
+    p.add_argument("--address-layer", type=int, default=1, help="the LLM layer whose head 0 it supervises")
     p.add_argument("--centre", type=float, default=0.0, metavar="NORM", help="standardise the projector output")
     p.add_argument("--train-tower", type=float, default=0.0, metavar="R", help="train the tower at R x lr")
     p.add_argument("--scales", default="", help="Dynamic-S2 scales, e.g. 64,192,384 (default: the model's)")
@@ -393,7 +460,8 @@ def main() -> None:
         model.train()
         return ", ".join(f"{k} {np.mean(hits[k]):.1%}" for k in sorted(hits, key=report_order))
 
-    rng, losses, word_losses = np.random.default_rng(0), [], []
+    rng, losses, word_losses, addresses = np.random.default_rng(0), [], [], []
+    address = AddressLoss(model, args.address_layer) if args.address_loss else None
     start, step = time.time(), 0
     for kinds, steps in stages:
         train = conversations(processor, pages, kinds, args.turns, rng, args.share)
@@ -402,8 +470,12 @@ def main() -> None:
         for stage_step in range(1, steps + 1):
             step += 1
             batch = draw_batch(train, args.batch, rng)
-            out, ids, _ = forward(model, pages, batch, pad, train_tower)
+            out, ids, labels = forward(model, pages, batch, pad, train_tower)
             loss = out.loss
+            found = address(batch, ids, labels) if address else None
+            if found is not None:
+                addresses.append(found[1])
+                loss = loss + args.address_loss * found[0]
             if args.word_loss:
                 word, _ = word_loss_mean(out.logits, word_batch(batch, pages, ids))
                 word_losses.append(float(word.detach()))
@@ -415,8 +487,9 @@ def main() -> None:
             losses.append(float(loss.detach()))
             if step % args.eval_every == 0 or stage_step == steps:
                 word_mean = np.mean(word_losses[-50:]) if word_losses else 0.0
+                aimed = f" addressed {np.mean(addresses[-50:]):.1%}" if addresses else ""
                 print(
-                    f"step {step} loss {np.mean(losses[-50:]):.3f} word loss {word_mean:.3f} | "
+                    f"step {step} loss {np.mean(losses[-50:]):.3f} word loss {word_mean:.3f}{aimed} | "
                     f"train: {accuracy(scored_train, pages)} | fresh: {accuracy(test, test_pages)} | "
                     f"{time.time() - start:.0f} s",
                     flush=True,

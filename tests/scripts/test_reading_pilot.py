@@ -202,3 +202,48 @@ def test_turns_and_share_are_refused_together(pilot, monkeypatch, capsys):
 def test_scores_are_reported_line_by_line_in_number_order(pilot):
     kinds = ["words", "title", "line 10", "line 2", "lines", "line 1"]
     assert sorted(kinds, key=pilot.report_order) == ["line 1", "line 2", "line 10", "lines", "title", "words"]
+
+
+def test_each_question_points_at_the_token_where_its_answer_is_written(pilot):
+    scene = documents.make_document(np.random.default_rng(3), pilot.PAGE).scene
+    for question, answer, kind in pilot.asked(scene, ["first", "last", "title", "lines"]):
+        box = pilot.answer_box(scene, question, kind)
+        if kind == "lines":
+            assert box is None
+        else:
+            assert box[0] == answer.split()[0]  # a title's first word, a line's first or last word
+    line = 2  # the last word of line 2 is that line's last box
+    last = pilot.answer_box(scene, f"What is the last word of line {line}?", "last")
+    boxes = documents.word_boxes(scene)
+    assert last == boxes[len(scene["lines"][0]) + len(scene["lines"][1]) - 1]
+
+
+def test_the_address_loss_reads_the_heads_own_attention(pilot):
+    import torch
+
+    from nvila import loader
+
+    model, processor = loader.load(pilot.DEFAULT_MODEL)
+    model.float().eval()
+    pages = pilot.draw_pages(model, processor, 2, 5, pixels=False)
+    chats = pilot.conversations(processor, pages, ["first:2", "title", "lines"], 1, np.random.default_rng(0))
+    address = pilot.AddressLoss(model, layer=2, head=1)
+    with torch.no_grad():
+        tiles = pages.inputs[[c.page for c in chats]].float().flatten(0, 1)
+        features = model.project_multiscale(tiles, [pages.grid] * len(chats))
+        out, ids, labels = pilot.forward(model, pages, chats, processor.pad_token_id, False)
+        logits, target = address.scores(chats, ids, labels)
+        model.llm.set_attn_implementation("eager")  # attention weights come back from eager attention only
+        mask = torch.tensor([[1] * len(c.input_ids) + [0] * (ids.shape[1] - len(c.input_ids)) for c in chats])
+        embeds = model.embed_features(ids, features, None)
+        eager = model.llm(inputs_embeds=embeds, attention_mask=mask, output_attentions=True).attentions[2][:, 1]
+    assert len(target) == sum(k != "lines" for c in chats for k in c.kinds)  # a line count has no address
+    expected = []
+    for r, c in enumerate(chats):  # the head's attention at the position before each answer, over the image
+        image = (ids[r] == processor.config.image_token_id).nonzero()[:, 0]
+        starts = [t for t in range(1, ids.shape[1]) if labels[r, t] != -100 and labels[r, t - 1] == -100]
+        for t, k in zip(starts, c.answer_tokens):
+            if k is not None:
+                row = eager[r, t - 1, image]
+                expected.append(row / row.sum())
+    torch.testing.assert_close(torch.softmax(logits, -1), torch.stack(expected), atol=1e-4, rtol=1e-3)

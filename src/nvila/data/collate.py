@@ -4,7 +4,7 @@ Packed rows restart `position_ids` at 0 for every sample and carry no attention 
 builds a block-diagonal causal mask from the position ids, so attention never crosses samples. The first
 token of every sample has no label, so no sample is trained to predict the next one's start.
 Samples holding single-turn branches (`EncodedSample.branches`, `nvila.models.nvila.branches`) need more than
-positions can say: a batch with any of them carries a [b, 1, l, l] bool mask instead, padded or packed.
+positions can say: a batch with any of them carries a [b, 1, l, l] additive mask instead, padded or packed.
 Shapes: b rows, l tokens per row.
 """
 
@@ -28,7 +28,7 @@ class TrainBatch:
 
     input_ids: torch.Tensor  #: [b, l]
     labels: torch.Tensor  #: [b, l], IGNORE_INDEX where no loss
-    attention_mask: torch.Tensor | None  #: [b, l] for padded rows; [b, 1, l, l] bool when samples have branches
+    attention_mask: torch.Tensor | None  #: [b, l] for padded rows; [b, 1, l, l] additive when samples have branches
     position_ids: torch.Tensor  #: [b, l]
     pixel_values: torch.Tensor | None  #: [n, 3, s, s] tiles in token order
     image_block_sizes: list[BlockSize]

@@ -29,7 +29,7 @@ def test_the_prefix_stops_where_the_conversations_differ_and_before_any_label():
 
 
 def test_a_branch_sees_the_prefix_and_itself_and_packed_samples_never_see_each_other():
-    mask = branch_mask([[(3, []), (5, [(2, 4), (4, 5)])]], 9)[0, 0]
+    mask = branch_mask([[(3, []), (5, [(2, 4), (4, 5)])]], 9)[0, 0] == 0  # additive: 0 where it may attend
     assert mask.shape == (9, 9)
     assert mask[:3, :3].equal(torch.ones(3, 3, dtype=torch.bool).tril()) and not mask[3:, :3].any()
     rows = {k: mask[k].nonzero()[:, 0].tolist() for k in range(3, 9)}
@@ -42,9 +42,12 @@ def chat(question: str, answer: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
 
 
-@pytest.mark.parametrize("packed", [False, True])
-def test_branched_questions_get_the_logits_of_each_question_asked_alone(tiny, packed):
+@pytest.mark.parametrize(("packed", "attention"), [(False, "sdpa"), (True, "sdpa"), (True, "eager")])
+def test_branched_questions_get_the_logits_of_each_question_asked_alone(tiny, packed, attention, request):
     model, processor = tiny
+    before = model.llm.config._attn_implementation
+    request.addfinalizer(lambda: model.llm.set_attn_implementation(before))
+    model.llm.set_attn_implementation(attention)  # eager attention adds the mask: a bool one would be wrong
     image = [noise_image(300, 200, 3)]
     turns = [("<image>\nHow many?", "three"), ("<image>\nWhat colour is it?", "a dark red"), ("<image>\nWhy?", "no")]
     alone = [processor.encode_messages(chat(q, a), image) for q, a in turns]

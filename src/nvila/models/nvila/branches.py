@@ -5,8 +5,8 @@ evaluated one question at a time. In a conversation, turn k sits further from th
 place in the image (a token row, say) is a different relative position in every turn. Branches keep the
 single-turn layout at the conversation's cost: the ids the conversations share (the system prompt, the media,
 the template up to where the questions differ) come once, then each conversation's own ids follow as a branch
-that attends to the shared prefix and to itself only, its positions continuing from the prefix as if it were
-the only one. Every branch is then computed exactly as its conversation alone would be.
+that attends to the shared prefix and to itself only (an additive [b, 1, l, l] mask), its positions continuing
+from the prefix as if it were the only one. Every branch is then computed exactly as its conversation alone would be.
 
 Shapes: b rows, l ids per row.
 """
@@ -55,21 +55,24 @@ def branch_positions(length: int, branches: Sequence[Span]) -> list[int]:
     return list(range(prefix)) + [prefix + k for start, end in branches for k in range(end - start)]
 
 
-def branch_mask(layouts: Sequence[Sequence[tuple[int, Sequence[Span]]]], length: int) -> torch.Tensor:
-    """[b, 1, length, length] bool attention mask (True: may attend) of rows of samples laid side by side.
+def branch_mask(
+    layouts: Sequence[Sequence[tuple[int, Sequence[Span]]]], length: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """[b, 1, length, length] additive attention mask (0: may attend, the dtype's minimum: may not) of rows of
+    samples laid side by side; additive, not bool, because transformers' eager attention adds the mask it is given.
 
     `layouts[r]` lists row r's samples as (their id count, their branches): each sample attends causally to
     itself only (packed samples never see each other), a branch to the shared prefix and itself; the padding
     after the last sample attends to itself only (its outputs carry no loss)."""
-    mask = torch.zeros(len(layouts), length, length, dtype=torch.bool)
+    allowed = torch.zeros(len(layouts), length, length, dtype=torch.bool)
     for row, samples in enumerate(layouts):
         offset = 0
         for count, branches in samples:
             end = offset + count
-            mask[row, offset:end, offset:end] = torch.ones(count, count, dtype=torch.bool).tril()
+            allowed[row, offset:end, offset:end] = torch.ones(count, count, dtype=torch.bool).tril()
             prefix = offset + branches[0][0] if branches else end
             for start, stop in branches:  # a branch does not see the branches before it
-                mask[row, offset + start : offset + stop, prefix : offset + start] = False
+                allowed[row, offset + start : offset + stop, prefix : offset + start] = False
             offset = end
-    mask |= torch.eye(length, dtype=torch.bool)
-    return mask[:, None]
+    allowed |= torch.eye(length, dtype=torch.bool)
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
