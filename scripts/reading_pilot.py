@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
@@ -82,8 +81,8 @@ class Conversation:
     labels: list[int]
     kinds: list[str]  #: the kind each question is scored under
     branches: list[tuple[int, int]] = field(default_factory=list)  #: [start, end) of each question's own ids
-    #: per question, the image token (index among the page's) where its answer's word is written (None: nowhere)
-    answer_tokens: list[int | None] = field(default_factory=list)
+    #: per question, the image tokens (indices among the page's) where its answer's word is written ([]: nowhere)
+    answer_tokens: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -194,7 +193,7 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
             chunk = qs[s : s + per_row]
             chunk_kinds = [c[2] for c in chunk]
             boxes = [answer_box(scene, q, kind) for q, _, kind in chunk]
-            at = [None if b is None else word_targets([b], PAGE, cfg, pages.block, {b[0]: 0})[0][0] for b in boxes]
+            at = [[] if b is None else word_tokens(b, cfg, pages.block) for b in boxes]
             if share > 1:
                 ids, labels, branches = share_prefix([encode(processor, [(q, a)]) for q, a, _ in chunk])
                 out.append(Conversation(k, ids, labels, chunk_kinds, branches, at))
@@ -202,6 +201,13 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
                 ids, labels = encode(processor, [(q, a) for q, a, _ in chunk])
                 out.append(Conversation(k, ids, labels, chunk_kinds, [], at))
     return out
+
+
+def word_tokens(box, cfg, block) -> list[int]:
+    """The image tokens a word's box covers along its middle row (indices among the page's, left to right)."""
+    word, (x0, y0, x1, y1) = box
+    points = [(word, (x, y0, x, y1)) for x in np.arange(x0 + 0.5, x1, 1.0)]
+    return sorted({index for index, _ in word_targets(points, PAGE, cfg, block, {word: 0})})
 
 
 def shared_tokens(scenes: list[dict], cfg, block) -> tuple[float, float]:
@@ -281,8 +287,8 @@ def answered(out, labels: torch.Tensor) -> list[list[bool]]:
 class AddressLoss:
     """Supervise one attention head with the address (`--address-loss`): at the position that predicts a
     question's first answer token, head `head` of LLM layer `layer` should attend, among the page's image tokens,
-    to the one where the answer's word is written (`Conversation.answer_tokens`). Returns the mean cross-entropy
-    of those attention distributions (softmax over the image tokens) and the share whose argmax is the target."""
+    to those where the answer's word is written (`Conversation.answer_tokens`). Returns the mean of -log (the
+    attention mass on the word's tokens; softmax over the image tokens) and the share whose argmax is on them."""
 
     def __init__(self, model, layer: int, head: int = 0) -> None:
         self.attn = model.llm.model.layers[layer].self_attn
@@ -294,15 +300,16 @@ class AddressLoss:
         self.rope = kwargs["position_embeddings"]  # (cos, sin) [b, l, head_dim]
 
     def scores(self, chats: list[Conversation], ids: torch.Tensor, labels: torch.Tensor):
-        """(attention logits [n, image tokens] of the supervised head at the n answers with a target, the targets
-        [n]) from the last forward pass over these conversations; None when no answer has a target."""
+        """(attention logits [n, image tokens] of the supervised head at the n answers with a target, [n, image
+        tokens] bool: the answer's word tokens) from the last forward pass over these conversations; None when no
+        answer has a target."""
         attn, d = self.attn, self.attn.head_dim
         cos, sin = self.rope
         scores, wanted = [], []
         for r, chat in enumerate(chats):
             row = labels[r]
             starts = [t for t in range(1, len(row)) if row[t] != -100 and row[t - 1] == -100]
-            items = [(t - 1, k) for t, k in zip(starts, chat.answer_tokens) if k is not None]
+            items = [(t - 1, k) for t, k in zip(starts, chat.answer_tokens) if k]
             if not items:
                 continue
             image = (ids[r] == self.image_id).nonzero()[:, 0]
@@ -312,15 +319,19 @@ class AddressLoss:
             q = q * cos[r, at] + rotate_half(q) * sin[r, at]
             k = k * cos[r, image] + rotate_half(k) * sin[r, image]
             scores.append((q @ k.T) * attn.scaling)
-            wanted += [index for _, index in items]
-        return (torch.cat(scores), torch.tensor(wanted)) if scores else None
+            for _, tokens in items:
+                wanted.append(torch.zeros(len(image), dtype=torch.bool))
+                wanted[-1][tokens] = True
+        return (torch.cat(scores), torch.stack(wanted)) if scores else None
 
     def __call__(self, chats: list[Conversation], ids: torch.Tensor, labels: torch.Tensor):
         found = self.scores(chats, ids, labels)
         if found is None:
             return None
-        logits, target = found
-        return F.cross_entropy(logits, target), float((logits.argmax(-1) == target).float().mean())
+        logits, on_word = found
+        mass = torch.logsumexp(logits.masked_fill(~on_word, float("-inf")), -1) - torch.logsumexp(logits, -1)
+        hit = on_word.gather(1, logits.argmax(-1, keepdim=True))
+        return -mass.mean(), float(hit.float().mean())
 
 
 def main() -> None:

@@ -238,12 +238,13 @@ def test_the_address_loss_reads_the_heads_own_attention(pilot):
         embeds = model.embed_features(ids, features, None)
         eager = model.llm(inputs_embeds=embeds, attention_mask=mask, output_attentions=True).attentions[2][:, 1]
     assert len(target) == sum(k != "lines" for c in chats for k in c.kinds)  # a line count has no address
+    assert target.any(-1).all() and (target.sum(-1) <= 6).all()  # a word covers a few tokens of its row
     expected = []
     for r, c in enumerate(chats):  # the head's attention at the position before each answer, over the image
         image = (ids[r] == processor.config.image_token_id).nonzero()[:, 0]
         starts = [t for t in range(1, ids.shape[1]) if labels[r, t] != -100 and labels[r, t - 1] == -100]
         for t, k in zip(starts, c.answer_tokens):
-            if k is not None:
+            if k:
                 row = eager[r, t - 1, image]
                 expected.append(row / row.sum())
     torch.testing.assert_close(torch.softmax(logits, -1), torch.stack(expected), atol=1e-4, rtol=1e-3)
