@@ -284,11 +284,18 @@ def answered(out, labels: torch.Tensor) -> list[list[bool]]:
     return hits
 
 
-class AddressLoss:
-    """Supervise one attention head with the address (`--address-loss`): at the position that predicts a
-    question's first answer token, head `head` of LLM layer `layer` should attend, among the page's image tokens,
-    to those where the answer's word is written (`Conversation.answer_tokens`). Returns the mean of -log (the
-    attention mass on the word's tokens; softmax over the image tokens) and the share whose argmax is on them."""
+def answer_starts(labels: torch.Tensor) -> list[int]:
+    """Positions [l] where a run of labelled tokens (an answer) starts in a row of labels."""
+    return [t for t in range(1, len(labels)) if labels[t] != -100 and labels[t - 1] == -100]
+
+
+class HeadLoss:
+    """Supervise where one attention head looks: head `head` of LLM layer `layer`, at the position that predicts
+    each answer's first token, should put its attention on the answer's target tokens. Returns the mean of -log
+    (the attention mass on the targets, softmax over the keys `keys` gives) and the share of argmaxes on them.
+
+    Subclasses say which keys and targets: `AddressLoss` (`--address-loss`: the image tokens where the answer's
+    word is written), `NumberLoss` (`--number-loss`: the question's line number)."""
 
     def __init__(self, model, layer: int, head: int = 0) -> None:
         self.attn = model.llm.model.layers[layer].self_attn
@@ -299,39 +306,64 @@ class AddressLoss:
         self.hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # [b, l, d] normed
         self.rope = kwargs["position_embeddings"]  # (cos, sin) [b, l, head_dim]
 
+    def items(self, chat: Conversation, ids: torch.Tensor, labels: torch.Tensor):
+        """[(query position, key positions, target positions)] of one row's answers that have a target."""
+        raise NotImplementedError
+
     def scores(self, chats: list[Conversation], ids: torch.Tensor, labels: torch.Tensor):
-        """(attention logits [n, image tokens] of the supervised head at the n answers with a target, [n, image
-        tokens] bool: the answer's word tokens) from the last forward pass over these conversations; None when no
-        answer has a target."""
+        """[(attention logits [keys], bool [keys]: the targets)] of every answer with a target in the last forward
+        pass over these conversations."""
         attn, d = self.attn, self.attn.head_dim
         cos, sin = self.rope
-        scores, wanted = [], []
+        out = []
         for r, chat in enumerate(chats):
-            row = labels[r]
-            starts = [t for t in range(1, len(row)) if row[t] != -100 and row[t - 1] == -100]
-            items = [(t - 1, k) for t, k in zip(starts, chat.answer_tokens) if k]
-            if not items:
-                continue
-            image = (ids[r] == self.image_id).nonzero()[:, 0]
-            at = torch.tensor([t for t, _ in items])
-            q = attn.q_proj(self.hidden[r, at]).view(len(at), -1, d)[:, self.head]
-            k = attn.k_proj(self.hidden[r, image]).view(len(image), -1, d)[:, self.head // attn.num_key_value_groups]
-            q = q * cos[r, at] + rotate_half(q) * sin[r, at]
-            k = k * cos[r, image] + rotate_half(k) * sin[r, image]
-            scores.append((q @ k.T) * attn.scaling)
-            for _, tokens in items:
-                wanted.append(torch.zeros(len(image), dtype=torch.bool))
-                wanted[-1][tokens] = True
-        return (torch.cat(scores), torch.stack(wanted)) if scores else None
+            for at, keys, targets in self.items(chat, ids[r], labels[r]):
+                keys = torch.tensor(keys)
+                q = attn.q_proj(self.hidden[r, at]).view(-1, d)[self.head]
+                k = attn.k_proj(self.hidden[r, keys]).view(len(keys), -1, d)[:, self.head // attn.num_key_value_groups]
+                q = q * cos[r, at] + rotate_half(q) * sin[r, at]
+                k = k * cos[r, keys] + rotate_half(k) * sin[r, keys]
+                out.append(((k @ q) * attn.scaling, torch.isin(keys, torch.tensor(targets))))
+        return out
 
     def __call__(self, chats: list[Conversation], ids: torch.Tensor, labels: torch.Tensor):
         found = self.scores(chats, ids, labels)
-        if found is None:
+        if not found:
             return None
-        logits, on_word = found
-        mass = torch.logsumexp(logits.masked_fill(~on_word, float("-inf")), -1) - torch.logsumexp(logits, -1)
-        hit = on_word.gather(1, logits.argmax(-1, keepdim=True))
-        return -mass.mean(), float(hit.float().mean())
+        losses = [torch.logsumexp(s, 0) - torch.logsumexp(s.masked_fill(~on, float("-inf")), 0) for s, on in found]
+        hits = [bool(on[s.argmax()]) for s, on in found]
+        return torch.stack(losses).mean(), float(np.mean(hits))
+
+
+class AddressLoss(HeadLoss):
+    """Keys: the page's image tokens; targets: those where the answer's word is written (`answer_tokens`)."""
+
+    def items(self, chat: Conversation, ids: torch.Tensor, labels: torch.Tensor):
+        image = (ids == self.image_id).nonzero()[:, 0]
+        return [
+            (t - 1, image.tolist(), image[tokens].tolist())
+            for t, tokens in zip(answer_starts(labels), chat.answer_tokens)
+            if tokens
+        ]
+
+
+class NumberLoss(HeadLoss):
+    """Keys: every id the answering position sees; targets: its question's digit tokens (the line number)."""
+
+    def __init__(self, model, layer: int, digit_ids: set[int], head: int = 0) -> None:
+        super().__init__(model, layer, head)
+        self.digit_ids = digit_ids
+
+    def items(self, chat: Conversation, ids: torch.Tensor, labels: torch.Tensor):
+        spans = chat.branches or [(0, len(chat.input_ids))]
+        prefix = list(range(spans[0][0])) if chat.branches else []
+        found = []
+        for t, (start, _) in zip(answer_starts(labels), spans):
+            own = list(range(start, t))
+            number = [p for p in own if int(ids[p]) in self.digit_ids]
+            if number:
+                found.append((t - 1, prefix + own, number))
+        return found
 
 
 def main() -> None:
@@ -352,6 +384,7 @@ def main() -> None:
     p.add_argument("--word-loss", type=float, default=0.0, help="weight of the word loss (default: 0, off)")
     p.add_argument("--address-loss", type=float, default=0.0, help="weight of the address loss (default: 0, off)")
     p.add_argument("--address-layer", type=int, default=1, help="the LLM layer whose head 0 it supervises")
+    p.add_argument("--number-loss", type=float, default=0.0, help="weight of the number loss (default: 0, off)")
     p.add_argument("--centre", type=float, default=0.0, metavar="NORM", help="standardise the projector output")
     p.add_argument("--train-tower", type=float, default=0.0, metavar="R", help="train the tower at R x lr")
     p.add_argument("--scales", default="", help="Dynamic-S2 scales, e.g. 64,192,384 (default: the model's)")
@@ -367,6 +400,8 @@ def main() -> None:
     args = p.parse_args()
     if min(args.turns, args.share, args.batch) < 1 or args.steps < 0:
         p.error("--turns, --share and --batch take 1 or more, --steps 0 or more")
+    if args.number_loss and (args.turns > 1 or args.address_layer < 1):
+        p.error("--number-loss supervises layer --address-layer - 1 (so that must be 1 or more), one question a turn")
     if args.turns > 1 and args.share > 1:
         p.error("--turns and --share are two ways to put a page's questions in one row: choose one")
     if args.train_tower and (args.centre or args.resize):
@@ -473,6 +508,9 @@ def main() -> None:
 
     rng, losses, word_losses, addresses = np.random.default_rng(0), [], [], []
     address = AddressLoss(model, args.address_layer) if args.address_loss else None
+    digits = {i for i in range(len(tokenizer)) if any(ch.isdigit() for ch in tokenizer.decode([i]))}
+    number = NumberLoss(model, args.address_layer - 1, digits) if args.number_loss else None
+    numbers: list[float] = []
     start, step = time.time(), 0
     for kinds, steps in stages:
         train = conversations(processor, pages, kinds, args.turns, rng, args.share)
@@ -487,6 +525,10 @@ def main() -> None:
             if found is not None:
                 addresses.append(found[1])
                 loss = loss + args.address_loss * found[0]
+            hop = number(batch, ids, labels) if number else None
+            if hop is not None:
+                numbers.append(hop[1])
+                loss = loss + args.number_loss * hop[0]
             if args.word_loss:
                 word, _ = word_loss_mean(out.logits, word_batch(batch, pages, ids))
                 word_losses.append(float(word.detach()))
@@ -499,6 +541,7 @@ def main() -> None:
             if step % args.eval_every == 0 or stage_step == steps:
                 word_mean = np.mean(word_losses[-50:]) if word_losses else 0.0
                 aimed = f" addressed {np.mean(addresses[-50:]):.1%}" if addresses else ""
+                aimed += f" on the number {np.mean(numbers[-50:]):.1%}" if numbers else ""
                 print(
                     f"step {step} loss {np.mean(losses[-50:]):.3f} word loss {word_mean:.3f}{aimed} | "
                     f"train: {accuracy(scored_train, pages)} | fresh: {accuracy(test, test_pages)} | "

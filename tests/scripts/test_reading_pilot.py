@@ -232,7 +232,8 @@ def test_the_address_loss_reads_the_heads_own_attention(pilot):
         tiles = pages.inputs[[c.page for c in chats]].float().flatten(0, 1)
         features = model.project_multiscale(tiles, [pages.grid] * len(chats))
         out, ids, labels = pilot.forward(model, pages, chats, processor.pad_token_id, False)
-        logits, target = address.scores(chats, ids, labels)
+        found = address.scores(chats, ids, labels)
+        logits, target = torch.stack([s for s, _ in found]), torch.stack([on for _, on in found])
         model.llm.set_attn_implementation("eager")  # attention weights come back from eager attention only
         mask = torch.tensor([[1] * len(c.input_ids) + [0] * (ids.shape[1] - len(c.input_ids)) for c in chats])
         embeds = model.embed_features(ids, features, None)
@@ -248,3 +249,27 @@ def test_the_address_loss_reads_the_heads_own_attention(pilot):
                 row = eager[r, t - 1, image]
                 expected.append(row / row.sum())
     torch.testing.assert_close(torch.softmax(logits, -1), torch.stack(expected), atol=1e-4, rtol=1e-3)
+
+
+def test_the_number_loss_points_at_the_line_number_of_each_question(pilot):
+    import torch
+
+    from nvila import loader
+
+    model, processor = loader.load(pilot.DEFAULT_MODEL)
+    model.float().eval()
+    pages = pilot.draw_pages(model, processor, 1, 5, pixels=False)
+    chats = pilot.conversations(processor, pages, ["first:3", "title"], 1, np.random.default_rng(0), share=4)
+    tokenizer = processor.tokenizer
+    digits = {i for i in range(len(tokenizer)) if any(ch.isdigit() for ch in tokenizer.decode([i]))}
+    number = pilot.NumberLoss(model, 0, digits)
+    with torch.no_grad():
+        _, ids, labels = pilot.forward(model, pages, chats, processor.pad_token_id, False)
+        items = [item for r, c in enumerate(chats) for item in number.items(c, ids[r], labels[r])]
+        loss, share = number(chats, ids, labels)
+    assert len(items) == 3  # lines 1-3; the title has no number
+    assert sorted(tokenizer.decode(ids[0, targets]).strip() for _, _, targets in items) == ["1", "2", "3"]
+    for at, keys, targets in items:
+        assert set(targets) <= set(keys) and max(keys) == at  # the query sees its own question, up to itself
+        assert all(ids[0, k] != processor.config.image_token_id for k in targets)
+    assert loss > 0 and 0 <= share <= 1
