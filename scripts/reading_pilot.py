@@ -38,6 +38,11 @@ word of another line, on the fresh pages); `--steps 0` prints only that.
 Curricula: `--curriculum KINDS@STEPS ...` trains on each stage's question kinds in turn (one optimizer, constant LR;
 it replaces `--questions` and `--steps`) and reports at the end of every stage too; `--score KINDS` sets the
 questions scored (default: the last stage's kinds), e.g. first:8 to see lines 1..8 one by one.
+
+Addressing: `--address-loss W` trains head 0 of LLM layer `--address-layer` to attend, at the position that
+predicts each answer, to the image tokens where the answer's word is written; `--number-loss W` trains head 0 of
+the layer before to attend there to the question's line number (the first hop). Reports add "addressed" and "on
+the number": the share of training questions whose supervised head's argmax is on its targets.
 """
 
 from __future__ import annotations

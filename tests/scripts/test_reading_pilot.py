@@ -273,3 +273,19 @@ def test_the_number_loss_points_at_the_line_number_of_each_question(pilot):
         assert set(targets) <= set(keys) and max(keys) == at  # the query sees its own question, up to itself
         assert all(ids[0, k] != processor.config.image_token_id for k in targets)
     assert loss > 0 and 0 <= share <= 1
+
+
+def test_a_run_with_both_supervised_hops_reports_them(pilot, monkeypatch, capsys):
+    argv = ["reading_pilot.py", "--pages", "4", "--test-pages", "2", "--steps", "2", "--eval-every", "2"]
+    hops = ["--address-loss", "1", "--number-loss", "1", "--share", "4", "--questions", "first:2,title"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--batch", "6", *hops])
+    pilot.main()
+    report = capsys.readouterr().out.splitlines()[-1]
+    assert re.match(r"step 2 loss [\d.]+ word loss [\d.]+ addressed [\d.]+% on the number [\d.]+% \| train", report)
+
+
+def test_the_number_loss_needs_a_layer_before_the_address(pilot, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--number-loss", "1", "--address-layer", "0"])
+    with pytest.raises(SystemExit):
+        pilot.main()
+    assert "--number-loss" in capsys.readouterr().err
