@@ -201,10 +201,9 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
             at = [[] if b is None else word_tokens(b, cfg, pages.block) for b in boxes]
             if share > 1:
                 ids, labels, branches = share_prefix([encode(processor, [(q, a)]) for q, a, _ in chunk])
-                out.append(Conversation(k, ids, labels, chunk_kinds, branches, at))
             else:
-                ids, labels = encode(processor, [(q, a) for q, a, _ in chunk])
-                out.append(Conversation(k, ids, labels, chunk_kinds, [], at))
+                (ids, labels), branches = encode(processor, [(q, a) for q, a, _ in chunk]), []
+            out.append(Conversation(k, ids, labels, chunk_kinds, branches, at))
     return out
 
 
@@ -479,7 +478,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
 
     def word_batch(chats: list[Conversation], p: Pages, ids: torch.Tensor):
-        """The word-loss targets of a batch: every body word of each conversation's page at its token."""
+        """The word-loss targets of a batch: every word of each conversation's page (title, body) at its token."""
         samples = [
             WordSample(
                 EncodedSample(c.input_ids, c.labels, [], []),
@@ -513,8 +512,10 @@ def main() -> None:
 
     rng, losses, word_losses, addresses = np.random.default_rng(0), [], [], []
     address = AddressLoss(model, args.address_layer) if args.address_loss else None
-    digits = {i for i in range(len(tokenizer)) if any(ch.isdigit() for ch in tokenizer.decode([i]))}
-    number = NumberLoss(model, args.address_layer - 1, digits) if args.number_loss else None
+    number = None
+    if args.number_loss:
+        digits = {i for i in range(len(tokenizer)) if any(ch.isdigit() for ch in tokenizer.decode([i]))}
+        number = NumberLoss(model, args.address_layer - 1, digits)
     numbers: list[float] = []
     start, step = time.time(), 0
     for kinds, steps in stages:

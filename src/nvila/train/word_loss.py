@@ -76,12 +76,16 @@ def first_token(tokenizer, word: str) -> int:
     return tokenizer(word, add_special_tokens=False).input_ids[0]
 
 
+def _is_number(value: object, kind: type | tuple[type, ...] = (int, float)) -> bool:
+    """Whether `value` is of `kind` and not a bool (which Python counts as an int)."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
 def _has_numbers(scene: dict, names: Sequence[str]) -> bool:
     """Whether `scene` has a positive [width, height] size and a number (not a bool) under each name."""
     size = scene.get("size")
-    numbers = all(isinstance(scene.get(k), int | float) and not isinstance(scene.get(k), bool) for k in names)
-    sized = isinstance(size, list | tuple) and len(size) == 2
-    return numbers and sized and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    sized = isinstance(size, list | tuple) and len(size) == 2 and all(_is_number(v, int) and v > 0 for v in size)
+    return sized and all(_is_number(scene.get(k)) for k in names)
 
 
 def is_page_layout(scene: object) -> bool:
@@ -108,11 +112,7 @@ def is_chart_layout(scene: object) -> bool:
         isinstance(items, list)
         and len(items) > 0
         and all(
-            isinstance(i, dict)
-            and isinstance(i.get("label"), str)
-            and i["label"]
-            and isinstance(i.get("value"), int)
-            and not isinstance(i.get("value"), bool)
+            isinstance(i, dict) and isinstance(i.get("label"), str) and i["label"] and _is_number(i.get("value"), int)
             for i in items
         )
     )

@@ -218,7 +218,7 @@ class NVILAProcessor(ProcessorMixin):
         encoded = [self._encode(m, _MediaQueue(images_, clips), False, timestamps) for m in conversations]
         media_ids = {self.image_token_id, self.config.video_token_id}
         ids, labels, branches = share_prefix([(e.input_ids, e.labels) for e in encoded])
-        if any(t in media_ids for start, _ in branches for t in ids[start:]):
+        if any(t in media_ids for t in ids[branches[0][0] :]):  # media only in the shared prefix
             raise PromptError("branched conversations must share their media: place them before every question alike")
         first = encoded[0]
         return dataclasses.replace(first, input_ids=ids, labels=labels, branches=branches)
