@@ -36,6 +36,7 @@ import torch
 from nvila.assets import DEFAULT_MODEL
 from nvila.data.collate import TrainBatch, collate_packed, collate_padded, pack_greedy
 from nvila.synth.writer import write_dataset
+from nvila.train.objectives import LanguageModellingBatch
 from nvila.train.recipe import load_recipe
 from nvila.train.trainer import Trainer
 
@@ -76,7 +77,7 @@ class ChosenBatchTrainer(Trainer):
     batch: TrainBatch | None = None
 
     def _micro_batches(self) -> list:
-        return [self.batch]
+        return [LanguageModellingBatch(self.batch)]
 
 
 def build_trainer(data: Path, out: Path, micro_batch: int, max_length: int):

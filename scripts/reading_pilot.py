@@ -42,20 +42,20 @@ questions scored (default: the last stage's kinds), e.g. first:8 to see lines 1.
 Addressing: `--address-loss W` trains head 0 of LLM layer `--address-layer` to attend, at the position that
 predicts each answer, to the image tokens where the answer's word is written; `--number-loss W` trains head 0 of
 the layer before to attend there to the question's line number (the first hop). Reports add "addressed" and "on
-the number": the share of training questions whose supervised head's argmax is on its targets.
+the number": the share of training questions whose supervised head's argmax is on its targets. `--copy-loss W`
+trains the address head's own output at the answering position, read through the final norm and the LM head
+alone, to name the answer's first token (the third hop: reading what it attends to); "copied" is the share named.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
 from nvila import checkpoint, loader
 from nvila.assets import DEFAULT_MODEL
@@ -64,8 +64,10 @@ from nvila.models.nvila.branches import branch_mask, branch_positions, share_pre
 from nvila.models.nvila.processing_nvila import EncodedSample
 from nvila.models.nvila.projector import Projector
 from nvila.synth import documents
+from nvila.train.reading_loss import ReadingLoss, place_answers
+from nvila.train.recipe import ReadingSpec
+from nvila.train.scene_targets import AnswerTarget, SceneSample, answer_targets, digit_token_ids
 from nvila.train.word_loss import (
-    WordSample,
     batch_targets,
     first_token,
     token_raster,
@@ -86,8 +88,8 @@ class Conversation:
     labels: list[int]
     kinds: list[str]  #: the kind each question is scored under
     branches: list[tuple[int, int]] = field(default_factory=list)  #: [start, end) of each question's own ids
-    #: per question, the image tokens (indices among the page's) where its answer's word is written ([]: nowhere)
-    answer_tokens: list[list[int]] = field(default_factory=list)
+    #: where each answer read off the page is written, and its question's line number (`scene_targets`)
+    answers: list[AnswerTarget] = field(default_factory=list)
 
 
 @dataclass
@@ -105,6 +107,12 @@ TEMPLATES = {
     "title": "documents/title",
     "lines": "documents/num_lines",
 }
+#: What the reading losses' reports say (their metrics of `nvila.train.reading_loss`).
+READ_REPORTS = (
+    ("addressed", "reading_address_accuracy"),
+    ("on the number", "reading_number_accuracy"),
+    ("copied", "reading_copy_accuracy"),
+)
 #: `--projector` choices: the official projector types of each compression.
 PROJECTORS = {"2x2": "mlp_downsample_2x2_fix", "3x3": "mlp_downsample_3x3_fix"}
 
@@ -121,18 +129,6 @@ def asked(scene: dict, kinds: list[str]) -> list[tuple[str, str, str]]:
         else:
             out += [(t.question, t.answer, kind) for t in turns]
     return out
-
-
-def answer_box(scene: dict, question: str, kind: str):
-    """The text box of the word a question's answer starts with (`documents.text_boxes`), or None (a line count)."""
-    name = "first" if kind.startswith("line ") else kind.partition(":")[0]
-    if name == "title":
-        return documents.text_boxes(scene)[0]
-    if name == "lines":
-        return None
-    line = int(re.search(r"line (\d+)", question).group(1)) - 1
-    start = sum(len(words) for words in scene["lines"][:line])
-    return documents.word_boxes(scene)[start if name == "first" else start + len(scene["lines"][line]) - 1]
 
 
 def question_kinds(text: str) -> list[str]:
@@ -188,7 +184,7 @@ def encode(processor, turns: list[tuple[str, str]]) -> tuple[list[int], list[int
 def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np.random.Generator, share: int = 1):
     """Every page's questions of `kinds` in rows of up to `turns` turns of one conversation (shuffled when
     turns > 1), or of up to `share` single-turn conversations after one shared image."""
-    out, cfg = [], processor.config
+    out, cfg, digits = [], processor.config, digit_token_ids(processor.tokenizer)
     per_row = max(turns, share)
     for k, scene in enumerate(pages.scenes):
         qs = asked(scene, kinds)
@@ -196,22 +192,16 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
             qs = [qs[i] for i in rng.permutation(len(qs))]
         for s in range(0, len(qs), per_row):
             chunk = qs[s : s + per_row]
-            chunk_kinds = [c[2] for c in chunk]
-            boxes = [answer_box(scene, q, kind) for q, _, kind in chunk]
-            at = [[] if b is None else word_tokens(b, cfg, pages.block) for b in boxes]
             if share > 1:
                 ids, labels, branches = share_prefix([encode(processor, [(q, a)]) for q, a, _ in chunk])
             else:
                 (ids, labels), branches = encode(processor, [(q, a) for q, a, _ in chunk]), []
-            out.append(Conversation(k, ids, labels, chunk_kinds, branches, at))
+            sample = EncodedSample(ids, labels, [], [pages.block], branches=branches)
+            templates = [TEMPLATES["first" if kind.startswith("line ") else kind] for _, _, kind in chunk]
+            boxes = documents.text_boxes(scene)
+            answers = answer_targets(sample, templates, [a for _, a, _ in chunk], boxes, PAGE, cfg, digits)
+            out.append(Conversation(k, ids, labels, [c[2] for c in chunk], branches, answers))
     return out
-
-
-def word_tokens(box, cfg, block) -> list[int]:
-    """The image tokens a word's box covers along its middle row (indices among the page's, left to right)."""
-    word, (x0, y0, x1, y1) = box
-    points = [(word, (x, y0, x, y1)) for x in np.arange(x0 + 0.5, x1, 1.0)]
-    return sorted({index for index, _ in word_targets(points, PAGE, cfg, block, {word: 0})})
 
 
 def shared_tokens(scenes: list[dict], cfg, block) -> tuple[float, float]:
@@ -288,88 +278,6 @@ def answered(out, labels: torch.Tensor) -> list[list[bool]]:
     return hits
 
 
-def answer_starts(labels: torch.Tensor) -> list[int]:
-    """Positions [l] where a run of labelled tokens (an answer) starts in a row of labels."""
-    return [t for t in range(1, len(labels)) if labels[t] != -100 and labels[t - 1] == -100]
-
-
-class HeadLoss:
-    """Supervise where one attention head looks: head `head` of LLM layer `layer`, at the position that predicts
-    each answer's first token, should put its attention on the answer's target tokens. Returns the mean of -log
-    (the attention mass on the targets, softmax over the keys `keys` gives) and the share of argmaxes on them.
-
-    Subclasses say which keys and targets: `AddressLoss` (`--address-loss`: the image tokens where the answer's
-    word is written), `NumberLoss` (`--number-loss`: the question's line number)."""
-
-    def __init__(self, model, layer: int, head: int = 0) -> None:
-        self.attn = model.llm.model.layers[layer].self_attn
-        self.head, self.image_id = head, model.nvila_config.image_token_id
-        self.attn.register_forward_pre_hook(self._grab, with_kwargs=True)
-
-    def _grab(self, module, args, kwargs) -> None:
-        self.hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # [b, l, d] normed
-        self.rope = kwargs["position_embeddings"]  # (cos, sin) [b, l, head_dim]
-
-    def items(self, chat: Conversation, ids: torch.Tensor, labels: torch.Tensor):
-        """[(query position, key positions, target positions)] of one row's answers that have a target."""
-        raise NotImplementedError
-
-    def scores(self, chats: list[Conversation], ids: torch.Tensor, labels: torch.Tensor):
-        """[(attention logits [keys], bool [keys]: the targets)] of every answer with a target in the last forward
-        pass over these conversations."""
-        attn, d = self.attn, self.attn.head_dim
-        cos, sin = self.rope
-        out = []
-        for r, chat in enumerate(chats):
-            for at, keys, targets in self.items(chat, ids[r], labels[r]):
-                keys = torch.tensor(keys)
-                q = attn.q_proj(self.hidden[r, at]).view(-1, d)[self.head]
-                k = attn.k_proj(self.hidden[r, keys]).view(len(keys), -1, d)[:, self.head // attn.num_key_value_groups]
-                q = q * cos[r, at] + rotate_half(q) * sin[r, at]
-                k = k * cos[r, keys] + rotate_half(k) * sin[r, keys]
-                out.append(((k @ q) * attn.scaling, torch.isin(keys, torch.tensor(targets))))
-        return out
-
-    def __call__(self, chats: list[Conversation], ids: torch.Tensor, labels: torch.Tensor):
-        found = self.scores(chats, ids, labels)
-        if not found:
-            return None
-        losses = [torch.logsumexp(s, 0) - torch.logsumexp(s.masked_fill(~on, float("-inf")), 0) for s, on in found]
-        hits = [bool(on[s.argmax()]) for s, on in found]
-        return torch.stack(losses).mean(), float(np.mean(hits))
-
-
-class AddressLoss(HeadLoss):
-    """Keys: the page's image tokens; targets: those where the answer's word is written (`answer_tokens`)."""
-
-    def items(self, chat: Conversation, ids: torch.Tensor, labels: torch.Tensor):
-        image = (ids == self.image_id).nonzero()[:, 0]
-        return [
-            (t - 1, image.tolist(), image[tokens].tolist())
-            for t, tokens in zip(answer_starts(labels), chat.answer_tokens)
-            if tokens
-        ]
-
-
-class NumberLoss(HeadLoss):
-    """Keys: every id the answering position sees; targets: its question's digit tokens (the line number)."""
-
-    def __init__(self, model, layer: int, digit_ids: set[int], head: int = 0) -> None:
-        super().__init__(model, layer, head)
-        self.digit_ids = digit_ids
-
-    def items(self, chat: Conversation, ids: torch.Tensor, labels: torch.Tensor):
-        spans = chat.branches or [(0, len(chat.input_ids))]
-        prefix = list(range(spans[0][0])) if chat.branches else []
-        found = []
-        for t, (start, _) in zip(answer_starts(labels), spans):
-            own = list(range(start, t))
-            number = [p for p in own if int(ids[p]) in self.digit_ids]
-            if number:
-                found.append((t - 1, prefix + own, number))
-        return found
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="the model to start from (default: the shipped one)")
@@ -389,6 +297,7 @@ def main() -> None:
     p.add_argument("--address-loss", type=float, default=0.0, help="weight of the address loss (default: 0, off)")
     p.add_argument("--address-layer", type=int, default=1, help="the LLM layer whose head 0 it supervises")
     p.add_argument("--number-loss", type=float, default=0.0, help="weight of the number loss (default: 0, off)")
+    p.add_argument("--copy-loss", type=float, default=0.0, help="weight of the copy loss (default: 0, off)")
     p.add_argument("--centre", type=float, default=0.0, metavar="NORM", help="standardise the projector output")
     p.add_argument("--train-tower", type=float, default=0.0, metavar="R", help="train the tower at R x lr")
     p.add_argument("--scales", default="", help="Dynamic-S2 scales, e.g. 64,192,384 (default: the model's)")
@@ -480,7 +389,7 @@ def main() -> None:
     def word_batch(chats: list[Conversation], p: Pages, ids: torch.Tensor):
         """The word-loss targets of a batch: every word of each conversation's page (title, body) at its token."""
         samples = [
-            WordSample(
+            SceneSample(
                 EncodedSample(c.input_ids, c.labels, [], []),
                 word_targets(documents.text_boxes(p.scenes[c.page]), PAGE, cfg, p.block, token_id),
             )
@@ -510,13 +419,10 @@ def main() -> None:
         model.train()
         return ", ".join(f"{k} {np.mean(hits[k]):.1%}" for k in sorted(hits, key=report_order))
 
-    rng, losses, word_losses, addresses = np.random.default_rng(0), [], [], []
-    address = AddressLoss(model, args.address_layer) if args.address_loss else None
-    number = None
-    if args.number_loss:
-        digits = {i for i in range(len(tokenizer)) if any(ch.isdigit() for ch in tokenizer.decode([i]))}
-        number = NumberLoss(model, args.address_layer - 1, digits)
-    numbers: list[float] = []
+    rng, losses, word_losses = np.random.default_rng(0), [], []
+    spec = ReadingSpec(args.number_loss, args.address_loss, args.copy_loss, args.address_layer)
+    reading = ReadingLoss(model, spec) if spec.enabled else None
+    read_metrics: list[dict[str, float]] = []
     start, step = time.time(), 0
     for kinds, steps in stages:
         train = conversations(processor, pages, kinds, args.turns, rng, args.share)
@@ -527,14 +433,15 @@ def main() -> None:
             batch = draw_batch(train, args.batch, rng)
             out, ids, labels = forward(model, pages, batch, pad, train_tower)
             loss = out.loss
-            found = address(batch, ids, labels) if address else None
-            if found is not None:
-                addresses.append(found[1])
-                loss = loss + args.address_loss * found[0]
-            hop = number(batch, ids, labels) if number else None
-            if hop is not None:
-                numbers.append(hop[1])
-                loss = loss + args.number_loss * hop[0]
+            placed = [SceneSample(EncodedSample(c.input_ids, c.labels, [], []), answers=c.answers) for c in batch]
+            read = (
+                reading(place_answers(placed, [(r, 0) for r in range(len(batch))], cfg.image_token_id))
+                if reading
+                else None
+            )
+            if read is not None:
+                read_metrics.append(read[1])
+                loss = loss + read[0]
             if args.word_loss:
                 word, _ = word_loss_mean(out.logits, word_batch(batch, pages, ids))
                 word_losses.append(float(word.detach()))
@@ -546,8 +453,11 @@ def main() -> None:
             losses.append(float(loss.detach()))
             if step % args.eval_every == 0 or stage_step == steps:
                 word_mean = np.mean(word_losses[-50:]) if word_losses else 0.0
-                aimed = f" addressed {np.mean(addresses[-50:]):.1%}" if addresses else ""
-                aimed += f" on the number {np.mean(numbers[-50:]):.1%}" if numbers else ""
+                aimed = "".join(
+                    f" {label} {np.mean([m[key] for m in read_metrics[-50:] if key in m]):.1%}"
+                    for label, key in READ_REPORTS
+                    if any(key in m for m in read_metrics[-50:])
+                )
                 print(
                     f"step {step} loss {np.mean(losses[-50:]):.3f} word loss {word_mean:.3f}{aimed} | "
                     f"train: {accuracy(scored_train, pages)} | fresh: {accuracy(test, test_pages)} | "

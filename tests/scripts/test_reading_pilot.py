@@ -204,84 +204,26 @@ def test_scores_are_reported_line_by_line_in_number_order(pilot):
     assert sorted(kinds, key=pilot.report_order) == ["line 1", "line 2", "line 10", "lines", "title", "words"]
 
 
-def test_each_question_points_at_the_token_where_its_answer_is_written(pilot):
-    scene = documents.make_document(np.random.default_rng(3), pilot.PAGE).scene
-    for question, answer, kind in pilot.asked(scene, ["first", "last", "title", "lines"]):
-        box = pilot.answer_box(scene, question, kind)
-        if kind == "lines":
-            assert box is None
-        else:
-            assert box[0] == answer.split()[0]  # a title's first word, a line's first or last word
-    line = 2  # the last word of line 2 is that line's last box
-    last = pilot.answer_box(scene, f"What is the last word of line {line}?", "last")
-    boxes = documents.word_boxes(scene)
-    assert last == boxes[len(scene["lines"][0]) + len(scene["lines"][1]) - 1]
-
-
-def test_the_address_loss_reads_the_heads_own_attention(pilot):
-    import torch
-
-    from nvila import loader
-
-    model, processor = loader.load(pilot.DEFAULT_MODEL)
-    model.float().eval()
-    pages = pilot.draw_pages(model, processor, 2, 5, pixels=False)
-    chats = pilot.conversations(processor, pages, ["first:2", "title", "lines"], 1, np.random.default_rng(0))
-    address = pilot.AddressLoss(model, layer=2, head=1)
-    with torch.no_grad():
-        tiles = pages.inputs[[c.page for c in chats]].float().flatten(0, 1)
-        features = model.project_multiscale(tiles, [pages.grid] * len(chats))
-        out, ids, labels = pilot.forward(model, pages, chats, processor.pad_token_id, False)
-        found = address.scores(chats, ids, labels)
-        logits, target = torch.stack([s for s, _ in found]), torch.stack([on for _, on in found])
-        model.llm.set_attn_implementation("eager")  # attention weights come back from eager attention only
-        mask = torch.tensor([[1] * len(c.input_ids) + [0] * (ids.shape[1] - len(c.input_ids)) for c in chats])
-        embeds = model.embed_features(ids, features, None)
-        eager = model.llm(inputs_embeds=embeds, attention_mask=mask, output_attentions=True).attentions[2][:, 1]
-    assert len(target) == sum(k != "lines" for c in chats for k in c.kinds)  # a line count has no address
-    assert target.any(-1).all() and (target.sum(-1) <= 6).all()  # a word covers a few tokens of its row
-    expected = []
-    for r, c in enumerate(chats):  # the head's attention at the position before each answer, over the image
-        image = (ids[r] == processor.config.image_token_id).nonzero()[:, 0]
-        starts = [t for t in range(1, ids.shape[1]) if labels[r, t] != -100 and labels[r, t - 1] == -100]
-        for t, k in zip(starts, c.answer_tokens):
-            if k:
-                row = eager[r, t - 1, image]
-                expected.append(row / row.sum())
-    torch.testing.assert_close(torch.softmax(logits, -1), torch.stack(expected), atol=1e-4, rtol=1e-3)
-
-
-def test_the_number_loss_points_at_the_line_number_of_each_question(pilot):
-    import torch
-
-    from nvila import loader
-
-    model, processor = loader.load(pilot.DEFAULT_MODEL)
-    model.float().eval()
-    pages = pilot.draw_pages(model, processor, 1, 5, pixels=False)
-    chats = pilot.conversations(processor, pages, ["first:3", "title"], 1, np.random.default_rng(0), share=4)
-    tokenizer = processor.tokenizer
-    digits = {i for i in range(len(tokenizer)) if any(ch.isdigit() for ch in tokenizer.decode([i]))}
-    number = pilot.NumberLoss(model, 0, digits)
-    with torch.no_grad():
-        _, ids, labels = pilot.forward(model, pages, chats, processor.pad_token_id, False)
-        items = [item for r, c in enumerate(chats) for item in number.items(c, ids[r], labels[r])]
-        loss, share = number(chats, ids, labels)
-    assert len(items) == 3  # lines 1-3; the title has no number
-    assert sorted(tokenizer.decode(ids[0, targets]).strip() for _, _, targets in items) == ["1", "2", "3"]
-    for at, keys, targets in items:
-        assert set(targets) <= set(keys) and max(keys) == at  # the query sees its own question, up to itself
-        assert all(ids[0, k] != processor.config.image_token_id for k in targets)
-    assert loss > 0 and 0 <= share <= 1
-
-
-def test_a_run_with_both_supervised_hops_reports_them(pilot, monkeypatch, capsys):
+def test_a_run_with_every_supervised_hop_reports_them(pilot, monkeypatch, capsys):
     argv = ["reading_pilot.py", "--pages", "4", "--test-pages", "2", "--steps", "2", "--eval-every", "2"]
-    hops = ["--address-loss", "1", "--number-loss", "1", "--share", "4", "--questions", "first:2,title"]
+    hops = [
+        "--address-loss",
+        "1",
+        "--number-loss",
+        "1",
+        "--copy-loss",
+        "1",
+        "--share",
+        "4",
+        "--questions",
+        "first:2,title",
+    ]
     monkeypatch.setattr(sys, "argv", [*argv, "--batch", "6", *hops])
     pilot.main()
     report = capsys.readouterr().out.splitlines()[-1]
-    assert re.match(r"step 2 loss [\d.]+ word loss [\d.]+ addressed [\d.]+% on the number [\d.]+% \| train", report)
+    assert re.match(
+        r"step 2 loss [\d.]+ word loss [\d.]+ addressed [\d.]+% on the number [\d.]+% copied [\d.]+% \| train", report
+    )
 
 
 def test_the_number_loss_needs_a_layer_before_the_address(pilot, monkeypatch, capsys):
@@ -289,3 +231,17 @@ def test_the_number_loss_needs_a_layer_before_the_address(pilot, monkeypatch, ca
     with pytest.raises(SystemExit):
         pilot.main()
     assert "--number-loss" in capsys.readouterr().err
+
+
+def test_conversations_carry_the_reading_targets_of_their_questions(pilot):
+    from nvila import loader
+
+    model, processor = loader.load(pilot.DEFAULT_MODEL)
+    pages = pilot.draw_pages(model, processor, 2, 5, pixels=False)
+    for share in (1, 4):
+        chats = pilot.conversations(processor, pages, ["first:2", "title", "lines"], 1, np.random.default_rng(0), share)
+        for chat in chats:
+            read = [k for k in chat.kinds if k != "lines"]  # a line count is not read off the page
+            assert len(chat.answers) == len(read)
+            numbered = [a for a in chat.answers if a.digits]
+            assert len(numbered) == sum(k.startswith("line ") for k in read)

@@ -8,6 +8,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import from_name
+from nvila.synth.writer import write_dataset
+
 COLOURS = ["red", "green", "blue", "yellow"]
 
 
@@ -59,3 +63,24 @@ def make_recipe(tmp_path, colour_data):
         return str(path)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def reading_data(tmp_path_factory):
+    """A synth set with reading questions (pages, charts; shapes with none), up to 6 a record: its train.jsonl."""
+    root = tmp_path_factory.mktemp("read") / "ds"
+    tasks = {"documents": 8, "charts": 6, "shapes": 2}
+    write_dataset(root, tasks, seed=7, image_size=168, heldout=0, max_questions=6, progress=False)
+    return root / "train.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tiny_s2_model():
+    """(model, processor): the tiny model on 56 px tiles, S2 scales 56/112/168 (a 168 px page: 12 x 12 tokens)."""
+    cfg = from_name("tiny").with_overrides({"vision": {"image_size": 56}, "s2_scales": [56, 112, 168]})
+    return random_pretrained(cfg)
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_s2_model):
+    return tiny_s2_model[1]

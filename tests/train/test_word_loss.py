@@ -19,9 +19,9 @@ from nvila.factory import random_pretrained
 from nvila.models.nvila.configuration_nvila import from_name
 from nvila.synth import charts, documents
 from nvila.synth.writer import write_dataset
+from nvila.train.scene_targets import SceneTargetDataset
 from nvila.train.word_loss import (
     WordBatchTargets,
-    WordTargetDataset,
     batch_targets,
     scene_text,
     token_raster,
@@ -145,9 +145,9 @@ def test_batch_positions_are_the_image_tokens_of_each_sample(pages, packed):
     _, processor = tiny_s2()
     cfg = processor.config
     records = read_records(pages)
-    items = WordTargetDataset(ConversationDataset(records, processor, max_length=512), processor)
+    items = SceneTargetDataset(ConversationDataset(records, processor, max_length=512), processor)
     samples = [items[i] for i in range(len(items))]
-    assert sum(bool(s.targets) for s in samples) == 9  # the documents and the charts; the shapes have none
+    assert sum(bool(s.words) for s in samples) == 9  # the documents and the charts; the shapes have none
     layout = [list(range(3)), list(range(3, len(samples)))] if packed else [[k] for k in range(len(samples))]
     if packed:
         batch = collate_packed([[samples[k].sample for k in row] for row in layout], processor.pad_token_id, cfg)
@@ -156,14 +156,14 @@ def test_batch_positions_are_the_image_tokens_of_each_sample(pages, packed):
     targets = batch_targets(batch.input_ids, samples, cfg.image_token_id)
     flat = batch.input_ids.flatten()
     assert (flat[targets.positions] == cfg.image_token_id).all()
-    assert targets.token_ids.tolist() == [t for s in samples for _, t in s.targets]
+    assert targets.token_ids.tolist() == [t for s in samples for _, t in s.words]
     # every target lands in its own sample's image tokens, at its index among them
     length, expected = batch.input_ids.shape[1], []
     for row, ks in enumerate(layout):
         image_positions = (batch.input_ids[row] == cfg.image_token_id).nonzero()[:, 0].tolist()
         before = 0
         for k in ks:
-            expected += [row * length + image_positions[before + index] for index, _ in samples[k].targets]
+            expected += [row * length + image_positions[before + index] for index, _ in samples[k].words]
             before += samples[k].sample.input_ids.count(cfg.image_token_id)
     assert targets.positions.tolist() == expected
 
@@ -181,9 +181,9 @@ def test_a_page_scene_without_its_layout_trains_without_targets_and_is_counted(p
     _, processor = tiny_s2()
     records = [r for r in read_records(pages) if r.meta["template"].startswith("documents/")][:2]
     broken(records[0].meta["scene"])
-    items = WordTargetDataset(ConversationDataset(records, processor, max_length=512), processor)
+    items = SceneTargetDataset(ConversationDataset(records, processor, max_length=512), processor)
     bad, good = items[0], items[1]
-    assert bad.sample is not None and bad.targets == [] and good.targets
+    assert bad.sample is not None and bad.words == [] and good.words
     assert list(items.stats.counts.values()) == [1] and records[0].id in items.stats.summary()
 
 
@@ -221,4 +221,4 @@ def test_bad_word_loss_settings_are_refused(make_recipe, changes):
 def test_word_loss_refuses_dynamic_tiling(pages):
     _, processor = random_pretrained("tiny-lite")
     with pytest.raises(ConfigError, match="word_loss"):
-        WordTargetDataset(ConversationDataset(read_records(pages), processor, max_length=512), processor)
+        SceneTargetDataset(ConversationDataset(read_records(pages), processor, max_length=512), processor)

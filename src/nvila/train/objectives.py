@@ -3,7 +3,8 @@ asks for its trained module, the items its sample stream draws, its micro-batche
 
 - `LanguageModelling` (`objective: lm`): next-token cross-entropy on the answers, padded or packed batches. With
   `pixel_loss > 0` the auxiliary pixel head (`pixel_loss.PixelLossModel`) adds its weighted loss as an extra term;
-  with `word_loss > 0` so does the word loss of synth document pages (`word_loss`).
+  with `word_loss > 0` so does the word loss of synth document pages (`word_loss`), and with `reading` weights
+  the reading losses (`reading_loss`).
 - `VisionHeads` (`objective: vision_heads`): the tower alone, trained by supervised heads (`vision_heads`).
 
 Losses are sums over the micro-batch's loss terms (labelled tokens, or items); the trainer divides by the step's
@@ -29,9 +30,11 @@ from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 from nvila.models.nvila.processing_nvila import NVILAProcessor
 from nvila.prompt import IGNORE_INDEX
 from nvila.train.pixel_loss import PixelLossModel
+from nvila.train.reading_loss import PlacedAnswer, ReadingLoss, place_answers
 from nvila.train.recipe import Recipe
+from nvila.train.scene_targets import SceneTargetDataset
 from nvila.train.vision_heads import HeadTargets, TowerWithHeads, head_batch
-from nvila.train.word_loss import WordBatchTargets, WordTargetDataset, batch_targets, word_loss_mean
+from nvila.train.word_loss import WordBatchTargets, batch_targets, word_loss_mean
 
 
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -89,47 +92,70 @@ class Objective(ABC):
         """The micro-batch's summed loss (under the trainer's autocast)."""
 
 
+@dataclass
+class LanguageModellingBatch:
+    """A micro-batch of the language-modelling objective: the model inputs, and the scene targets when the word
+    or reading losses are on."""
+
+    batch: TrainBatch
+    words: WordBatchTargets | None = None
+    answers: list[PlacedAnswer] = field(default_factory=list)
+
+
 class LanguageModelling(Objective):
-    """Next-token loss on the answers of `dataset`; the auxiliary pixel and word losses as extras when the recipe
-    asks."""
+    """Next-token loss on the answers of `dataset`; the auxiliary pixel, word and reading losses as extras when
+    the recipe asks."""
 
     def __init__(self, setup: ObjectiveSetup) -> None:
         self.recipe, self.model, self.processor = setup.recipe, setup.model, setup.processor
         self.items, self.mixture = setup.dataset, setup.mixture
         self.pixel_weight, self.word_weight = setup.recipe.pixel_loss, setup.recipe.word_loss
-        if self.pixel_weight > 0 and setup.distributed:
-            raise ConfigError("pixel_loss trains in one process (its head is not sharded); set pixel_loss: 0")
-        if self.word_weight > 0:
-            self.items = WordTargetDataset(setup.dataset, setup.processor)
+        reading = setup.recipe.reading
+        for name, on in (("pixel_loss", self.pixel_weight > 0), ("reading", reading.enabled)):
+            if on and setup.distributed:
+                raise ConfigError(f"{name} trains in one process (its taps are not sharded); turn it off")
+        self.scene_targets = self.word_weight > 0 or reading.enabled
+        if self.scene_targets:
+            self.items = SceneTargetDataset(
+                setup.dataset, setup.processor, words=self.word_weight > 0, answers=reading.enabled
+            )
+        self.reading = ReadingLoss(self.model, reading) if reading.enabled else None
         self.module = PixelLossModel(self.model) if self.pixel_weight > 0 else self.model
 
     def order(self, epoch: int) -> list[int]:
         return self.mixture.epoch_order(self.recipe.seed, epoch)
 
-    def batch(self, samples: list) -> TrainBatch | tuple[TrainBatch, WordBatchTargets]:
-        words = samples if self.word_weight > 0 else None
-        if words is not None:
-            samples = [w.sample for w in words]
+    def batch(self, samples: list) -> LanguageModellingBatch:
+        scenes = samples if self.scene_targets else None
+        if scenes is not None:
+            samples = [s.sample for s in scenes]
         pad, cfg = self.processor.pad_token_id, self.processor.config
         if not self.recipe.data.packing:
             batch = collate_padded(samples, pad, cfg)
+            layout = [(row, 0) for row in range(len(samples))]
         else:
             packs = pack_greedy([len(s.input_ids) for s in samples], self.recipe.data.max_length)
             batch = collate_packed([[samples[i] for i in pack] for pack in packs], pad, cfg)
-            if words is not None:  # the order the packs laid the samples out in
-                words = [words[i] for pack in packs for i in pack]
-        if words is None:
-            return batch
-        return batch, batch_targets(batch.input_ids, words, cfg.image_token_id)
+            layout = [
+                (row, sum(len(samples[j].input_ids) for j in pack[:k]))
+                for row, pack in enumerate(packs)
+                for k in range(len(pack))
+            ]
+            if scenes is not None:  # the order the packs laid the samples out in
+                scenes = [scenes[i] for pack in packs for i in pack]
+        if scenes is None:
+            return LanguageModellingBatch(batch)
+        words = batch_targets(batch.input_ids, scenes, cfg.image_token_id) if self.word_weight > 0 else None
+        answers = place_answers(scenes, layout, cfg.image_token_id) if self.reading is not None else []
+        return LanguageModellingBatch(batch, words, answers)
 
-    def count(self, batch: TrainBatch | tuple[TrainBatch, WordBatchTargets]) -> int:
-        return (batch[0] if isinstance(batch, tuple) else batch).n_label_tokens
+    def count(self, batch: LanguageModellingBatch) -> int:
+        return batch.batch.n_label_tokens
 
-    def loss(self, batch: TrainBatch | tuple[TrainBatch, WordBatchTargets], device: torch.device) -> MicroBatchLoss:
-        batch, words = batch if isinstance(batch, tuple) else (batch, None)
-        kwargs = batch.model_kwargs(device)
+    def loss(self, batch: LanguageModellingBatch, device: torch.device) -> MicroBatchLoss:
+        kwargs = batch.batch.model_kwargs(device)
         labels = kwargs.pop("labels")
-        tokens = int(batch.input_ids.numel())
+        tokens = int(batch.batch.input_ids.numel())
         share = self.count(batch)  # extras are weighted like the micro-batch's share of the step's labelled tokens
         extra: torch.Tensor | float = 0.0
         metrics: dict[str, float] = {}
@@ -139,10 +165,14 @@ class LanguageModelling(Objective):
             logits, pixel = self.module(**kwargs)
             extra = self.pixel_weight * pixel * share
             metrics["pixel_loss"] = float(pixel.detach())
-        word = None if words is None else word_loss_mean(logits, words)
+        word = None if batch.words is None else word_loss_mean(logits, batch.words)
         if word is not None:
             extra = extra + self.word_weight * word[0] * share
             metrics.update(word_loss=float(word[0].detach()), word_accuracy=word[1])
+        read = self.reading(batch.answers) if self.reading is not None else None
+        if read is not None:
+            extra = extra + read[0] * share
+            metrics.update(read[1])
         return MicroBatchLoss(token_loss_sum(logits, labels), tokens, extra, metrics)
 
 

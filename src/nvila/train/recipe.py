@@ -67,6 +67,23 @@ class OptimSpec:
     grad_clip: float = 1.0  #: max global grad norm (0 disables)
 
 
+@dataclass
+class ReadingSpec:
+    """Weights of the auxiliary reading losses (train/reading_loss.py; not in the paper; 0 disables each): at the
+    position that predicts an answer read off a synth image, head 0 of LLM layer `layer - 1` attends to the
+    question's line number (`number`), head 0 of `layer` to where the answer is written (`address`), and that
+    head's output alone names the answer's first token (`copy`)."""
+
+    number: float = 0.0
+    address: float = 0.0
+    copy: float = 0.0
+    layer: int = 1  #: the LLM layer of the address head (the number head is in the layer before)
+
+    @property
+    def enabled(self) -> bool:
+        return max(self.number, self.address, self.copy) > 0
+
+
 #: The training objectives a recipe can name (`nvila.train.objectives.OBJECTIVES` holds one component each).
 OBJECTIVE_NAMES = ("lm", "vision_heads")
 
@@ -96,6 +113,7 @@ class Recipe:
     #: weight of the auxiliary word loss (train/word_loss.py; not in the paper): the image token where a synth
     #: document page draws a word also predicts that word's token; 0 disables it
     word_loss: float = 0.0
+    reading: ReadingSpec = field(default_factory=ReadingSpec)
     activation_checkpointing: bool = False  #: recompute activations in backward (less memory, ~30% slower)
     save_every: int = 50  #: steps between resumable checkpoints
     log_every: int = 10
@@ -128,6 +146,8 @@ class Recipe:
             "objective": self.objective in OBJECTIVE_NAMES,
             "pixel_loss": self.pixel_loss >= 0 and (self.pixel_loss == 0 or self.objective == "lm"),
             "word_loss": self.word_loss >= 0 and (self.word_loss == 0 or self.objective == "lm"),
+            "reading": min(self.reading.number, self.reading.address, self.reading.copy) >= 0
+            and (not self.reading.enabled or (self.objective == "lm" and self.reading.layer >= 1)),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -7,36 +7,30 @@ page's title and body words, a chart's values and labels): the LLM's own logits 
 word's centre (at the largest Dynamic-S2 scale, where the image's tokens form one raster) are scored against
 the word's first text token, so each page gives ~50 examples of the word -> token mapping, through the same
 head that writes answers. Records of other tasks (shapes, videos, real data) carry no targets and only their
-next-token loss. Shapes: b rows, l tokens per row, v vocabulary.
+next-token loss; `scene_targets.SceneTargetDataset` computes the targets of each sample. Shapes: b rows, l tokens
+per row, v vocabulary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from nvila.data.dataset import ConversationDataset
-from nvila.errors import ConfigError
 from nvila.models.nvila.configuration_nvila import NVILAConfig
 from nvila.models.nvila.geometry import BlockSize
-from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
 from nvila.synth import TextBox, charts, documents
+
+if TYPE_CHECKING:
+    from nvila.train.scene_targets import SceneSample
 
 #: The layout numbers of a page scene that its word boxes are computed from (`documents.layout`).
 PAGE_NUMBERS = ("margin", "title_px", "body_px", "line_height", "top")
 #: The layout numbers of a chart scene that its text boxes are computed from (`charts.layout`).
 CHART_NUMBERS = ("px", "left", "right", "top", "baseline")
-
-
-@dataclass
-class WordSample:
-    """An encoded sample and its word targets: (index among the sample's image tokens, token id) pairs."""
-
-    sample: EncodedSample
-    targets: list[tuple[int, int]]
 
 
 def token_raster(cfg: NVILAConfig, block: BlockSize) -> tuple[int, int]:
@@ -134,48 +128,6 @@ def scene_text(template: str, scene: object) -> list[TextBox] | None:
     return []
 
 
-class WordTargetDataset:
-    """`dataset[i]` as a `WordSample` (None where the dataset skips record i); targets only for records of one
-    image whose scene is a synth document page or chart (`WRITTEN`), and only for the Dynamic-S2 raster (or a
-    single tile)."""
-
-    def __init__(self, dataset: ConversationDataset, processor: NVILAProcessor) -> None:
-        cfg = processor.config
-        if not cfg.dynamic_s2 and cfg.image_aspect_ratio != "resize":
-            raise ConfigError(
-                "word_loss needs one token raster per image (Dynamic-S2, or resize); dynamic tiling (NVILA-Lite) "
-                "gives every tile its own placeholder: set word_loss: 0"
-            )
-        self.dataset, self.cfg = dataset, cfg
-        self._tokenizer = processor.tokenizer
-        self._token_id: dict[str, int] = {}
-
-    @property
-    def stats(self):
-        return self.dataset.stats
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> WordSample | None:
-        sample = self.dataset[index]
-        if sample is None:
-            return None
-        record = self.dataset.records[index]
-        if len(sample.block_sizes) != 1:
-            return WordSample(sample, [])
-        scene = record.meta.get("scene")
-        boxes = scene_text(str(record.meta.get("template", "")), scene)
-        if boxes is None:
-            self.dataset.stats.add("synth scene without its layout (trained without word targets)", record.id)
-            return WordSample(sample, [])
-        for word, _ in boxes:
-            if word not in self._token_id:
-                self._token_id[word] = first_token(self._tokenizer, word)
-        targets = word_targets(boxes, scene["size"], self.cfg, sample.block_sizes[0], self._token_id) if boxes else []
-        return WordSample(sample, targets)
-
-
 @dataclass
 class WordBatchTargets:
     """The batch's word targets: positions into its flattened [b * l] tokens, and the token ids to predict."""
@@ -184,14 +136,14 @@ class WordBatchTargets:
     token_ids: torch.Tensor  #: [n] long
 
 
-def batch_targets(input_ids: torch.Tensor, samples: Sequence[WordSample], image_token_id: int) -> WordBatchTargets:
+def batch_targets(input_ids: torch.Tensor, samples: Sequence[SceneSample], image_token_id: int) -> WordBatchTargets:
     """Map each sample's targets to flat positions of `input_ids` [b, l]; `samples` in the order the collation
     laid them out (row by row, each row's samples left to right), so their image tokens come in that order."""
     image_positions = (input_ids.flatten() == image_token_id).nonzero()[:, 0]
     positions, token_ids, offset = [], [], 0
-    for word_sample in samples:
-        n_image = sum(1 for t in word_sample.sample.input_ids if t == image_token_id)
-        for index, token in word_sample.targets:
+    for scene_sample in samples:
+        n_image = sum(1 for t in scene_sample.sample.input_ids if t == image_token_id)
+        for index, token in scene_sample.words:
             positions.append(int(image_positions[offset + index]))
             token_ids.append(token)
         offset += n_image

@@ -1,0 +1,174 @@
+"""Auxiliary reading losses (recipe block `reading`; not in the paper): supervise the three steps of answering a
+question about a word the question points at ("What is the first word of line 3?") in a small LLM.
+
+Answers alone did not teach the small model to read (docs/results.md, "Reading and the clock"): the word is
+named at its image token (the word loss), yet no attention head learnt to carry "line 3" from the question to a
+query that selects line 3's token row. These losses supervise that path at the position that predicts each
+answer's first token (`scene_targets.AnswerTarget`):
+
+- number (`reading.number`): head 0 of LLM layer `reading.layer - 1` attends to the question's digit tokens
+  (its line number), among the positions it sees: -log of its attention mass on them;
+- address (`reading.address`): head 0 of layer `reading.layer` attends to the image tokens where the answer's
+  first word is written, among the sample's image tokens: -log of that mass;
+- copy (`reading.copy`): what that head reads is the answer: its output alone (its attention over the sample's
+  image tokens, its values, its slice of the output projection), through the LLM's final norm and LM head,
+  names the answer's first token: cross-entropy.
+
+Each is a mean over the micro-batch's answers with targets; the objective weights it like the word loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.qwen2.modeling_qwen2 import rotate_half
+
+from nvila.errors import ConfigError
+from nvila.train.recipe import ReadingSpec
+from nvila.train.scene_targets import SceneSample
+
+
+class AttentionTap:
+    """What one attention layer was given in the last forward pass (its normed input [b, l, d], RoPE cos and sin
+    [b, l, head_dim]), to score one head's query against chosen keys and read its output from them."""
+
+    def __init__(self, attention: nn.Module) -> None:
+        self.attention = attention
+        self._handle = attention.register_forward_pre_hook(self._grab, with_kwargs=True)
+
+    def _grab(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        self.rope = kwargs["position_embeddings"]
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+    def _heads(self, projection: nn.Module, row: int, positions: torch.Tensor) -> torch.Tensor:
+        """The projection of the tapped input at `positions` of `row`, per head: [n, heads, head_dim]."""
+        return projection(self.hidden[row, positions]).view(len(positions), -1, self.attention.head_dim)
+
+    def logits(self, head: int, row: int, at: int, keys: torch.Tensor) -> torch.Tensor:
+        """Head `head`'s attention logits [k] at query position `at` of `row` over the key positions `keys` [k]."""
+        attn = self.attention
+        cos, sin = self.rope
+        q = self._heads(attn.q_proj, row, torch.tensor([at], device=keys.device))[0, head]
+        k = self._heads(attn.k_proj, row, keys)[:, head // attn.num_key_value_groups]
+        q = q * cos[row, at] + rotate_half(q) * sin[row, at]
+        k = k * cos[row, keys] + rotate_half(k) * sin[row, keys]
+        return (k @ q) * attn.scaling
+
+    def output(self, head: int, row: int, keys: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """What head `head` writes to the residual stream [d] when it attends to `keys` [k] of `row` with
+        `weights` [k]: the weighted values through its slice of the output projection."""
+        attn, d = self.attention, self.attention.head_dim
+        v = self._heads(attn.v_proj, row, keys)[:, head // attn.num_key_value_groups]
+        return attn.o_proj.weight[:, head * d : (head + 1) * d] @ (weights.to(v.dtype) @ v)
+
+
+def mass_loss(logits: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
+    """-log of the softmax mass of `logits` [k] on the keys where `on` [k] (bool) is true."""
+    return torch.logsumexp(logits, 0) - torch.logsumexp(logits.masked_fill(~on, float("-inf")), 0)
+
+
+@dataclass
+class PlacedAnswer:
+    """An `AnswerTarget` placed in a batch: its row, positions in that row, and its sample's image tokens."""
+
+    row: int
+    at: int
+    token: int
+    image: torch.Tensor  #: [k] the sample's image-token positions
+    written: torch.Tensor  #: [k] bool: where the answer's first word is written
+    seen: torch.Tensor  #: [s] positions the answering position sees
+    digits: torch.Tensor  #: [s] bool: the question's digit tokens among them
+
+
+def place_answers(
+    samples: Sequence[SceneSample], layout: Sequence[tuple[int, int]], image_token_id: int
+) -> list[PlacedAnswer]:
+    """The answer targets of `samples` laid out at (row, offset) each (`layout`, one pair per sample)."""
+    placed = []
+    for scene, (row, offset) in zip(samples, layout, strict=True):
+        if not scene.answers:
+            continue
+        image = torch.tensor([p for p, t in enumerate(scene.sample.input_ids) if t == image_token_id])
+        for a in scene.answers:
+            written = torch.zeros(len(image), dtype=torch.bool)
+            written[a.written] = True
+            seen = torch.tensor(a.seen)
+            digits = torch.isin(seen, torch.tensor(a.digits, dtype=torch.long))
+            placed.append(PlacedAnswer(row, offset + a.at, a.token, offset + image, written, offset + seen, digits))
+    return placed
+
+
+class ReadingLoss:
+    """The reading losses of a model (see the module docstring); call after each forward pass of the model."""
+
+    def __init__(self, model: nn.Module, spec: ReadingSpec) -> None:
+        llm = model.llm
+        layers = llm.model.layers
+        if not 0 < spec.layer < len(layers):
+            raise ConfigError(f"reading.layer: {spec.layer} is not a layer after the first (the LLM has {len(layers)})")
+        self.spec, self.norm, self.lm_head = spec, llm.model.norm, llm.lm_head
+        self.address = AttentionTap(layers[spec.layer].self_attn)
+        self.number = AttentionTap(layers[spec.layer - 1].self_attn) if spec.number > 0 else None
+
+    def remove(self) -> None:
+        """Stop tapping the model."""
+        for tap in (self.address, self.number):
+            if tap is not None:
+                tap.remove()
+
+    def __call__(self, answers: Sequence[PlacedAnswer]) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """(the weighted sum of the mean losses, metrics: each loss and the share of answers it gets right) over
+        the answers of the last forward pass; None when there are none."""
+        if not answers:
+            return None
+        spec, device = self.spec, self.address.hidden.device
+        total = torch.zeros((), device=device)
+        metrics: dict[str, float] = {}
+
+        def add(name: str, weight: float, losses: list[torch.Tensor], hits: list[bool]) -> None:
+            nonlocal total
+            if not losses:
+                return
+            mean = torch.stack(losses).float().mean()
+            total = total + weight * mean
+            metrics[f"reading_{name}_loss"] = float(mean.detach())
+            metrics[f"reading_{name}_accuracy"] = sum(hits) / len(hits)
+
+        def looked(name: str, weight: float, scored: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+            """A supervised head's loss from its (logits [k], targets bool [k]) per answer."""
+            on_target = [bool(on[int(s.argmax())]) for s, on in scored]
+            add(name, weight, [mass_loss(s, on.to(device)) for s, on in scored], on_target)
+
+        looks = (
+            [self.address.logits(0, a.row, a.at, a.image.to(device)) for a in answers]
+            if spec.address or spec.copy
+            else []
+        )
+        if spec.address > 0:
+            looked("address", spec.address, [(s, a.written) for s, a in zip(looks, answers)])
+        if spec.copy > 0:
+            written = torch.stack(
+                [
+                    self.address.output(0, a.row, a.image.to(device), torch.softmax(s.float(), 0))
+                    for s, a in zip(looks, answers)
+                ]
+            )
+            logits = self.lm_head(self.norm(written)).float()
+            wanted = torch.tensor([a.token for a in answers], device=device)
+            losses = list(F.cross_entropy(logits, wanted, reduction="none"))
+            add("copy", spec.copy, losses, (logits.argmax(-1) == wanted).tolist())
+        if self.number is not None:
+            numbered = [a for a in answers if a.digits.any()]
+            looked(
+                "number",
+                spec.number,
+                [(self.number.logits(0, a.row, a.at, a.seen.to(device)), a.digits) for a in numbered],
+            )
+        return total, metrics

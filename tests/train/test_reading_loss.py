@@ -1,0 +1,124 @@
+"""The reading losses score a head's own attention and output, and train with the model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from nvila.cli import main
+from nvila.data.collate import collate_packed, collate_padded
+from nvila.data.dataset import ConversationDataset
+from nvila.data.records import read_records
+from nvila.errors import ConfigError
+from nvila.train.reading_loss import ReadingLoss, mass_loss, place_answers
+from nvila.train.recipe import ReadingSpec, load_recipe
+from nvila.train.scene_targets import SceneTargetDataset
+
+
+def placed_batch(model, processor, reading_data, packed: bool, single_turns: bool):
+    """(model inputs, placed answers) of the reading records in one batch."""
+    records = read_records(reading_data)
+    dataset = ConversationDataset(records, processor, max_length=1024, single_turns=single_turns)
+    items = SceneTargetDataset(dataset, processor, words=False, answers=True)
+    scenes = [items[i] for i in range(len(items)) if items[i].answers][:4]
+    samples, cfg = [s.sample for s in scenes], processor.config
+    if packed:
+        batch = collate_packed([samples[:2], samples[2:]], processor.pad_token_id, cfg)
+        first = [len(samples[0].input_ids), len(samples[2].input_ids)]
+        layout = [(0, 0), (0, first[0]), (1, 0), (1, first[1])]
+    else:
+        batch = collate_padded(samples, processor.pad_token_id, cfg)
+        layout = [(row, 0) for row in range(len(samples))]
+    return batch.model_kwargs("cpu"), place_answers(scenes, layout, cfg.image_token_id)
+
+
+@pytest.mark.parametrize(("packed", "single_turns"), [(False, False), (True, True), (True, False)])
+def test_the_taps_read_the_heads_own_attention_and_output(tiny_s2_model, reading_data, packed, single_turns):
+    model, processor = tiny_s2_model
+    model.eval()
+    kwargs, answers = placed_batch(model, processor, reading_data, packed, single_turns)
+    assert len(answers) >= 6 and any(a.digits.any() for a in answers)
+    spec = ReadingSpec(number=1.0, address=1.0, copy=1.0, layer=1)
+    reading = ReadingLoss(model, spec)
+    attn = model.llm.model.layers[1].self_attn
+    values = []
+    hook = attn.v_proj.register_forward_hook(lambda module, args, out: values.append(out))
+    model.llm.set_attn_implementation("eager")  # attention weights come back from eager attention only
+    try:
+        with torch.no_grad():
+            out = model(**kwargs, output_attentions=True)
+            total, metrics = reading(answers)
+    finally:
+        model.llm.set_attn_implementation("sdpa")
+        hook.remove()
+        reading.remove()
+    for a in answers:  # softmax over the chosen keys = the model's attention there, renormalised
+        for tap, layer, keys in ((reading.address, 1, a.image), (reading.number, 0, a.seen)):
+            weights = out.attentions[layer][a.row, 0, a.at, keys]
+            torch.testing.assert_close(torch.softmax(tap.logits(0, a.row, a.at, keys), 0), weights / weights.sum())
+        seen_by_query = out.attentions[0][a.row, 0, a.at] > 0
+        assert seen_by_query[a.seen].all() and int(seen_by_query.sum()) == len(a.seen)  # exactly what it sees
+    a = answers[0]
+    d, heads = attn.head_dim, attn.o_proj.in_features // attn.head_dim
+    v = values[0][a.row, a.image].view(len(a.image), -1, d)[:, 0]  # the forward pass's own values, head 0's group
+    weights = torch.softmax(reading.address.logits(0, a.row, a.at, a.image), 0)
+    mixed = torch.cat([weights @ v, torch.zeros((heads - 1) * d)])  # head 0's output, the other heads silent
+    torch.testing.assert_close(reading.address.output(0, a.row, a.image, weights), attn.o_proj(mixed))
+    expected = spec.number * metrics["reading_number_loss"] + spec.address * metrics["reading_address_loss"]
+    assert math.isclose(float(total), expected + spec.copy * metrics["reading_copy_loss"], rel_tol=1e-5)
+    assert all(0 <= metrics[f"reading_{k}_accuracy"] <= 1 for k in ("number", "address", "copy"))
+
+
+def test_mass_loss_is_minus_log_the_attention_on_the_targets():
+    logits = torch.tensor([0.0, 1.0, 2.0])
+    on = torch.tensor([True, False, True])
+    probability = torch.softmax(logits, 0)
+    assert math.isclose(float(mass_loss(logits, on)), -math.log(probability[0] + probability[2]), rel_tol=1e-6)
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_a_run_with_the_reading_losses_lowers_them(make_recipe, reading_data, packing):
+    reading = {"number": 1.0, "address": 1.0, "copy": 1.0, "layer": 1}
+    path = make_recipe(
+        "reads",
+        max_steps=30,
+        reading=reading,
+        optim__lr=1e-2,
+        data__train=str(reading_data),
+        data__packing=packing,
+        data__max_length=1024,
+    )
+    assert main(["train", "--recipe", path]) == 0
+    logged = rows(Path(path).parent / "reads")
+    assert len(logged) == 30
+    for name in ("number", "address", "copy"):  # a step of charts alone has no line number to look at
+        curve = [row[f"reading_{name}_loss"] for row in logged if f"reading_{name}_loss" in row]
+        assert len(curve) >= 20 and all(math.isfinite(x) for x in curve)
+        assert sum(curve[-3:]) < 0.9 * sum(curve[:3]), (name, curve)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"reading": {"address": -1.0}},
+        {"reading": {"copy": 1.0}, "objective": "vision_heads"},
+        {"reading": {"number": 1.0, "layer": 0}},
+    ],
+)
+def test_bad_reading_settings_are_refused(make_recipe, changes):
+    with pytest.raises(ConfigError, match="reading"):
+        load_recipe(make_recipe("bad", **changes))
+
+
+def test_a_layer_past_the_llm_is_refused(tiny_s2_model):
+    model, _ = tiny_s2_model
+    with pytest.raises(ConfigError, match="reading.layer"):
+        ReadingLoss(model, ReadingSpec(address=1.0, layer=len(model.llm.model.layers)))

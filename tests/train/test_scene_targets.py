@@ -1,0 +1,117 @@
+"""Answer targets point at where each answer is written and at the line number its question names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nvila.data.dataset import ConversationDataset
+from nvila.data.records import read_records
+from nvila.synth import documents
+from nvila.train.scene_targets import (
+    READ_TEMPLATES,
+    SceneTargetDataset,
+    answer_runs,
+    box_tokens,
+    digit_token_ids,
+)
+from nvila.train.word_loss import scene_text, word_targets
+
+PAGE = (168, 168)  # the pages of `reading_data`: 3 x 3 tiles of the 56 px tiny model
+
+
+@pytest.fixture(scope="module")
+def records(reading_data) -> list:
+    return read_records(reading_data)
+
+
+def test_answer_runs_are_the_labelled_spans():
+    assert answer_runs([-100, 5, 6, -100, -100, 7, -100, 8]) == [(1, 3), (5, 6), (7, 8)]
+    assert answer_runs([-100, -100]) == []
+
+
+def test_box_tokens_cover_the_words_centre_token(processor):
+    cfg = processor.config
+    scene = documents.make_document(np.random.default_rng(2), PAGE).scene
+    for box in documents.text_boxes(scene):
+        centre = word_targets([box], PAGE, cfg, (3, 3), {box[0]: 0})[0][0]
+        tokens = box_tokens(box, PAGE, cfg, (3, 3))
+        assert centre in tokens and tokens == sorted(tokens)
+        assert len({t // 12 for t in tokens}) == 1  # one row of the 12 x 12 raster
+
+
+@pytest.mark.parametrize("single_turns", [False, True])
+def test_each_read_answer_points_at_its_written_word_and_its_line_number(records, processor, single_turns):
+    items = SceneTargetDataset(
+        ConversationDataset(records, processor, max_length=1024, single_turns=single_turns), processor, answers=True
+    )
+    tokenizer, cfg = processor.tokenizer, processor.config
+    digits = digit_token_ids(tokenizer)
+    checked = numbered = 0
+    for index, record in enumerate(records):
+        scene_sample = items[index]
+        templates = record.meta["templates"]
+        read = [(t, a) for t, a in zip(templates, record.answers) if t in READ_TEMPLATES]
+        assert len(scene_sample.answers) == len(read)  # every read answer is written on its page or chart
+        sample, boxes = scene_sample.sample, scene_text(record.meta["template"], record.meta["scene"])
+        asked = [m["content"] for m in record.messages if m["role"] == "user"]
+        questions = [q for t, q in zip(templates, asked) if t in READ_TEMPLATES]
+        for target, (_, answer), question in zip(scene_sample.answers, read, questions):
+            word = answer.split()[0]
+            assert sample.labels[target.at + 1] == target.token  # the position that predicts the answer
+            assert answer.startswith(tokenizer.decode([target.token]).strip())
+            where = {i for box in boxes if box[0] == word for i in box_tokens(box, PAGE, cfg, (3, 3))}
+            assert set(target.written) == where and where
+            assert target.seen[-1] == target.at and set(target.digits) <= set(target.seen)
+            assert all(sample.input_ids[p] in digits for p in target.digits)
+            number = re.search(r"\d+", question)
+            assert tokenizer.decode([sample.input_ids[p] for p in target.digits]).strip() == (
+                number.group() if number else ""
+            )
+            if sample.branches:  # a branch sees the shared prefix (the image) and itself, not the others
+                own = next(s for s, e in sample.branches if s <= target.at < e)
+                prefix = sample.branches[0][0]
+                assert all(p < prefix or own <= p <= target.at for p in target.seen)
+                assert set(range(prefix)) <= set(target.seen)
+            else:
+                assert target.seen == list(range(target.at + 1))
+            checked += 1
+            numbered += bool(number)
+    assert checked >= 20 and numbered >= 5
+    assert single_turns == any(items[i].sample.branches for i in range(len(records)))
+
+
+def test_only_read_templates_get_answer_targets(records, processor):
+    items = SceneTargetDataset(ConversationDataset(records, processor, max_length=1024), processor, answers=True)
+    shapes = [i for i, r in enumerate(records) if r.meta["template"].startswith("shapes/")]
+    counts = [i for i, r in enumerate(records) if set(r.meta["templates"]) <= {"documents/num_lines"}]
+    assert shapes and all(items[i].answers == [] and items[i].words == [] for i in shapes)
+    assert all(items[i].answers == [] for i in counts)
+
+
+def test_words_and_answers_are_computed_only_when_asked(records, processor):
+    dataset = ConversationDataset(records, processor, max_length=1024)
+    page = next(i for i, r in enumerate(records) if r.meta["template"].startswith("documents/"))
+    words_only = SceneTargetDataset(dataset, processor)[page]
+    answers_only = SceneTargetDataset(dataset, processor, words=False, answers=True)[page]
+    assert words_only.words and not words_only.answers
+    assert answers_only.answers and not answers_only.words
+
+
+def test_the_digit_tokens_hold_digits(processor):
+    tokenizer = processor.tokenizer
+    digits = digit_token_ids(tokenizer)
+    assert {tokenizer(str(n), add_special_tokens=False).input_ids[0] for n in range(10)} <= digits
+    assert tokenizer("line", add_special_tokens=False).input_ids[0] not in digits
+
+
+def test_records_without_templates_get_no_answer_targets(records, processor):
+    page = next(r for r in records if r.meta["template"].startswith("documents/"))
+    bare = type(page)(page.id, page.source, page.messages, page.images, page.videos, {"scene": page.meta["scene"]})
+    bare.meta["template"] = page.meta["template"]
+    items = SceneTargetDataset(ConversationDataset([bare], processor, max_length=1024), processor, answers=True)
+    assert items[0].answers == [] and items[0].words
+    assert Path(page.images[0]).is_file()
