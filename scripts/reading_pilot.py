@@ -45,6 +45,8 @@ the layer before to attend there to the question's line number (the first hop). 
 the number": the share of training questions whose supervised head's argmax is on its targets. `--copy-loss W`
 trains the address head's own output at the answering position, read through the final norm and the LM head
 alone, to name the answer's first token (the third hop: reading what it attends to); "copied" is the share named.
+`--address-centre` makes the address the one token at the word's centre (the word loss's target) instead of every
+token along the word.
 """
 
 from __future__ import annotations
@@ -181,9 +183,18 @@ def encode(processor, turns: list[tuple[str, str]]) -> tuple[list[int], list[int
     return sample.input_ids, sample.labels
 
 
-def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np.random.Generator, share: int = 1):
+def conversations(
+    processor,
+    pages: Pages,
+    kinds: list[str],
+    turns: int,
+    rng: np.random.Generator,
+    share: int = 1,
+    centre: bool = False,
+):
     """Every page's questions of `kinds` in rows of up to `turns` turns of one conversation (shuffled when
-    turns > 1), or of up to `share` single-turn conversations after one shared image."""
+    turns > 1), or of up to `share` single-turn conversations after one shared image. `centre`: an answer's
+    address is the token at its word's centre (the word loss's), not every token along the word."""
     out, cfg, digits = [], processor.config, digit_token_ids(processor.tokenizer)
     per_row = max(turns, share)
     for k, scene in enumerate(pages.scenes):
@@ -199,7 +210,7 @@ def conversations(processor, pages: Pages, kinds: list[str], turns: int, rng: np
             sample = EncodedSample(ids, labels, [], [pages.block], branches=branches)
             templates = [TEMPLATES["first" if kind.startswith("line ") else kind] for _, _, kind in chunk]
             boxes = documents.text_boxes(scene)
-            answers = answer_targets(sample, templates, [a for _, a, _ in chunk], boxes, PAGE, cfg, digits)
+            answers = answer_targets(sample, templates, [a for _, a, _ in chunk], boxes, PAGE, cfg, digits, centre)
             out.append(Conversation(k, ids, labels, [c[2] for c in chunk], branches, answers))
     return out
 
@@ -298,6 +309,7 @@ def main() -> None:
     p.add_argument("--address-layer", type=int, default=1, help="the LLM layer whose head 0 it supervises")
     p.add_argument("--number-loss", type=float, default=0.0, help="weight of the number loss (default: 0, off)")
     p.add_argument("--copy-loss", type=float, default=0.0, help="weight of the copy loss (default: 0, off)")
+    p.add_argument("--address-centre", action="store_true", help="address the word's centre token only")
     p.add_argument("--centre", type=float, default=0.0, metavar="NORM", help="standardise the projector output")
     p.add_argument("--train-tower", type=float, default=0.0, metavar="R", help="train the tower at R x lr")
     p.add_argument("--scales", default="", help="Dynamic-S2 scales, e.g. 64,192,384 (default: the model's)")
@@ -362,8 +374,9 @@ def main() -> None:
 
     score = args.score or stages[-1][0]
     order = np.random.default_rng(1)  # the order of the turns of the scored conversations
-    scored_train = conversations(processor, pages, score, args.turns, order, args.share)
-    test = conversations(processor, test_pages, score, args.turns, order, args.share)
+    at_centre = args.address_centre
+    scored_train = conversations(processor, pages, score, args.turns, order, args.share, at_centre)
+    test = conversations(processor, test_pages, score, args.turns, order, args.share, at_centre)
     tokens = scored_train[0].input_ids.count(cfg.image_token_id)
     if tokens != rows * cols:
         raise RuntimeError(f"the prompt holds {tokens} image tokens, the raster {rows} x {cols}")
@@ -425,7 +438,7 @@ def main() -> None:
     read_metrics: list[dict[str, float]] = []
     start, step = time.time(), 0
     for kinds, steps in stages:
-        train = conversations(processor, pages, kinds, args.turns, rng, args.share)
+        train = conversations(processor, pages, kinds, args.turns, rng, args.share, at_centre)
         asked_now = sum(len(c.kinds) for c in train)
         print(f"stage {'+'.join(kinds)}: {steps} steps on {asked_now} questions", flush=True)
         for stage_step in range(1, steps + 1):

@@ -245,3 +245,17 @@ def test_conversations_carry_the_reading_targets_of_their_questions(pilot):
             assert len(chat.answers) == len(read)
             numbered = [a for a in chat.answers if a.digits]
             assert len(numbered) == sum(k.startswith("line ") for k in read)
+
+
+def test_the_centre_address_is_one_token_of_the_words_tokens(pilot):
+    from nvila import loader
+
+    model, processor = loader.load(pilot.DEFAULT_MODEL)
+    pages = pilot.draw_pages(model, processor, 2, 5, pixels=False)
+    kinds = ["first:3", "title"]
+    along = pilot.conversations(processor, pages, kinds, 1, np.random.default_rng(0))
+    centred = pilot.conversations(processor, pages, kinds, 1, np.random.default_rng(0), centre=True)
+    for wide, narrow in zip(along, centred):
+        for a, b in zip(wide.answers, narrow.answers):
+            assert 1 <= len(b.written) <= len(a.written) and set(b.written) <= set(a.written)
+        assert any(len(b.written) < len(a.written) for a, b in zip(wide.answers, narrow.answers))

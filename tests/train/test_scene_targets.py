@@ -15,6 +15,7 @@ from nvila.train.scene_targets import (
     READ_TEMPLATES,
     SceneTargetDataset,
     answer_runs,
+    answer_targets,
     box_tokens,
     digit_token_ids,
 )
@@ -115,3 +116,20 @@ def test_records_without_templates_get_no_answer_targets(records, processor):
     items = SceneTargetDataset(ConversationDataset([bare], processor, max_length=1024), processor, answers=True)
     assert items[0].answers == [] and items[0].words
     assert Path(page.images[0]).is_file()
+
+
+def test_a_centre_address_is_the_word_losss_token_of_each_box_holding_the_word(records, processor):
+    cfg, digits = processor.config, digit_token_ids(processor.tokenizer)
+    record = next(r for r in records if r.meta["template"].startswith("documents/"))
+    sample = ConversationDataset([record], processor, max_length=1024)[0]
+    boxes = scene_text(record.meta["template"], record.meta["scene"])
+    args = (sample, record.meta["templates"], record.answers, boxes, PAGE, cfg, digits)
+    along, centred = answer_targets(*args), answer_targets(*args, centre=True)
+    assert along and len(along) == len(centred)
+    for wide, narrow, answer in zip(
+        along, centred, [a for t, a in zip(record.meta["templates"], record.answers) if t in READ_TEMPLATES]
+    ):
+        word = answer.split()[0]
+        held = [box for box in boxes if box[0] == word]
+        assert narrow.written == sorted({i for i, _ in word_targets(held, PAGE, cfg, (3, 3), {word: 0})})
+        assert set(narrow.written) <= set(wide.written)

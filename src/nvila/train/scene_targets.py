@@ -92,9 +92,11 @@ def answer_targets(
     size: Sequence[int],
     cfg: NVILAConfig,
     digit_ids: frozenset[int],
+    centre: bool = False,
 ) -> list[AnswerTarget]:
     """The `AnswerTarget` of every answer of `sample` asked from a `READ_TEMPLATES` template whose first word is
-    written in the image (every box holding it: a word may be written twice). `templates` and `answers` are the
+    written in the image (every box holding it: a word may be written twice): the tokens along each box, or with
+    `centre` the one token at each box's centre (the word loss's target). `templates` and `answers` are the
     record's, turn by turn; a sample cut short keeps its first answers, so answers pair with turns in order."""
     ids, labels, branches = sample.input_ids, sample.labels, sample.branches
     prefix = branches[0][0] if branches else 0
@@ -103,7 +105,11 @@ def answer_targets(
     for k, ((at, _), template, answer) in enumerate(zip(runs, templates, answers)):
         word = answer.split()[0] if answer.split() else ""
         block = sample.block_sizes[0]
-        written = sorted({i for box in boxes if box[0] == word for i in box_tokens(box, size, cfg, block)})
+        held = [box for box in boxes if box[0] == word]
+        if centre:
+            written = sorted({i for i, _ in word_targets(held, size, cfg, block, {word: 0})})
+        else:
+            written = sorted({i for box in held for i in box_tokens(box, size, cfg, block)})
         if template not in READ_TEMPLATES or not written or at == 0:
             continue
         if branches:  # a branch sees the shared prefix and itself; its question starts the branch

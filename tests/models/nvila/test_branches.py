@@ -78,3 +78,20 @@ def test_branches_must_share_their_media(tiny):
     _, processor = tiny
     with pytest.raises(PromptError, match="share their media"):
         processor.encode_branches([chat("<image>\nA?", "a"), chat("B? <image>", "b")], [noise_image(64, 64, 1)])
+
+
+def test_branches_tile_their_media_once(tiny, monkeypatch):
+    from nvila.video_io import VideoFrames
+
+    _, processor = tiny
+    calls = []
+    tile = processor.image_processor.tile
+    monkeypatch.setattr(processor.image_processor, "tile", lambda *a, **k: calls.append(1) or tile(*a, **k))
+    questions = [chat(f"<image>\nQuestion {i}?", str(i)) for i in range(4)]
+    branched = processor.encode_branches(questions, [noise_image(300, 200, 3)])
+    assert len(calls) == 1 and len(branched.branches) == 4
+    alone = processor.encode_messages(questions[0], [noise_image(300, 200, 3)])
+    assert len(branched.tiles) == len(alone.tiles) and branched.block_sizes == alone.block_sizes
+    frames = VideoFrames([noise_image(64, 64, s) for s in range(4)], [0.0, 0.5, 1.0, 1.5], 2.0, 2.0, 4)
+    video = processor.encode_branches([chat(f"<vila/video>\nWhen {i}?", str(i)) for i in range(3)], videos=[frames])
+    assert len(video.video_tiles) == 4 and video.video_frame_counts == [4]

@@ -104,12 +104,14 @@ class MediaSpan:
 
 
 class _MediaQueue:
-    """The decoded images and videos of one prompt, taken in placeholder order."""
+    """The decoded images and videos of one prompt, taken in placeholder order; `tiled` keeps each medium's tiles
+    (by object id) so that prompts sharing the media (`encode_branches`) tile them once."""
 
-    def __init__(self, images: list[Image.Image], clips: list[VideoClip]) -> None:
+    def __init__(self, images: list[Image.Image], clips: list[VideoClip], tiled: dict[int, Any] | None = None) -> None:
         self.counts = (len(images), len(clips))
         self.images, self.videos = iter(images), iter(clips)
         self.single_image = len(images) == 1  #: one image gets the full tiling, several one tile each
+        self.tiled: dict[int, Any] = {} if tiled is None else tiled
 
 
 def video_frame_size(cfg: NVILAConfig) -> tuple[int, int]:
@@ -215,7 +217,8 @@ class NVILAProcessor(ProcessorMixin):
         timestamps = self.video_timestamps if video_timestamps is None else video_timestamps
         media = self._load_media(images, videos)
         images_, clips = list(media.images), list(media.videos)
-        encoded = [self._encode(m, _MediaQueue(images_, clips), False, timestamps) for m in conversations]
+        tiled: dict[int, Any] = {}  # every branch's queue shares the tiles of the first
+        encoded = [self._encode(m, _MediaQueue(images_, clips, tiled), False, timestamps) for m in conversations]
         media_ids = {self.image_token_id, self.config.video_token_id}
         ids, labels, branches = share_prefix([(e.input_ids, e.labels) for e in encoded])
         if any(t in media_ids for t in ids[branches[0][0] :]):  # media only in the shared prefix
@@ -275,9 +278,9 @@ class NVILAProcessor(ProcessorMixin):
         out = pieces[0]
         for token, piece in zip(pieces[1::2], pieces[2::2]):
             if token == IMAGE_TOKEN:
-                out += self._add_image(next(media.images), media.single_image, sample, spans)
+                out += self._add_image(next(media.images), media, sample, spans)
             else:
-                out += self._add_video(next(media.videos), sample, spans, timestamps)
+                out += self._add_video(next(media.videos), media, sample, spans, timestamps)
             out += piece
         return out
 
@@ -292,17 +295,23 @@ class NVILAProcessor(ProcessorMixin):
         ]
         sample.input_ids, sample.labels = self._expand(encoding.input_ids, labels, spans)
 
-    def _add_image(self, image: Image.Image, single: bool, sample: EncodedSample, spans: list[MediaSpan]) -> str:
-        tiles, blocks, tokens = self.image_processor.tile(image, single_image=single)
+    def _add_image(self, image: Image.Image, media: _MediaQueue, sample: EncodedSample, spans: list[MediaSpan]) -> str:
+        if id(image) not in media.tiled:
+            media.tiled[id(image)] = self.image_processor.tile(image, single_image=media.single_image)
+        tiles, blocks, tokens = media.tiled[id(image)]
         sample.tiles += tiles
         sample.block_sizes += blocks
         spans += [MediaSpan("image", 1, tokens.embeds_per_placeholder)] * tokens.placeholders
         # dynamic tiling: one placeholder + newline per tile, as the official prompt builder writes it
         return (IMAGE_TOKEN + "\n") * tokens.placeholders if tokens.placeholders > 1 else IMAGE_TOKEN
 
-    def _add_video(self, clip: VideoClip, sample: EncodedSample, spans: list[MediaSpan], timestamps: bool) -> str:
+    def _add_video(
+        self, clip: VideoClip, media: _MediaQueue, sample: EncodedSample, spans: list[MediaSpan], timestamps: bool
+    ) -> str:
         tokens = video_tokens(len(clip.frames), self.config)
-        sample.video_tiles += [image_to_tiles(f, self.config, single_image=False)[0][0] for f in clip.frames]
+        if id(clip) not in media.tiled:
+            media.tiled[id(clip)] = [image_to_tiles(f, self.config, single_image=False)[0][0] for f in clip.frames]
+        sample.video_tiles += media.tiled[id(clip)]
         sample.video_frame_counts.append(len(clip.frames))
         sample.videos.append(clip)
         # one placeholder stands for every pooled frame group: t tokens + the media end after each group
