@@ -46,7 +46,9 @@ the number": the share of training questions whose supervised head's argmax is o
 trains the address head's own output at the answering position, read through the final norm and the LM head
 alone, to name the answer's first token (the third hop: reading what it attends to); "copied" is the share named.
 `--address-centre` makes the address the one token at the word's centre (the word loss's target) instead of every
-token along the word.
+token along the word. `--word-layer L` (with `--word-loss`) also names each word from the residual stream entering
+LLM layer L at its token (through the final norm and the LM head, the same weight), so that what an address head in
+layer L reads there already holds the word ("named at layer L" in the reports).
 """
 
 from __future__ import annotations
@@ -310,6 +312,9 @@ def main() -> None:
     p.add_argument("--number-loss", type=float, default=0.0, help="weight of the number loss (default: 0, off)")
     p.add_argument("--copy-loss", type=float, default=0.0, help="weight of the copy loss (default: 0, off)")
     p.add_argument("--address-centre", action="store_true", help="address the word's centre token only")
+    p.add_argument(
+        "--word-layer", type=int, default=-1, metavar="L", help="also name the words from the residual entering layer L"
+    )
     p.add_argument("--centre", type=float, default=0.0, metavar="NORM", help="standardise the projector output")
     p.add_argument("--train-tower", type=float, default=0.0, metavar="R", help="train the tower at R x lr")
     p.add_argument("--scales", default="", help="Dynamic-S2 scales, e.g. 64,192,384 (default: the model's)")
@@ -329,6 +334,8 @@ def main() -> None:
         p.error("--number-loss supervises layer --address-layer - 1 (so that must be 1 or more), one question a turn")
     if args.turns > 1 and args.share > 1:
         p.error("--turns and --share are two ways to put a page's questions in one row: choose one")
+    if args.word_layer >= 0 and not args.word_loss:
+        p.error("--word-layer names the words of the word loss: give --word-loss too")
     if args.train_tower and (args.centre or args.resize):
         p.error("--centre and --resize read cached tower features: they cannot be combined with --train-tower")
     torch.set_num_threads(args.threads)
@@ -436,6 +443,13 @@ def main() -> None:
     spec = ReadingSpec(args.number_loss, args.address_loss, args.copy_loss, args.address_layer)
     reading = ReadingLoss(model, spec) if spec.enabled else None
     read_metrics: list[dict[str, float]] = []
+    entering: dict[str, torch.Tensor] = {}  # the residual entering --word-layer, from the last forward pass
+    early_hits: list[float] = []
+    if args.word_layer >= 0:
+        model.llm.model.layers[args.word_layer].register_forward_pre_hook(
+            lambda module, a, k: entering.update(h=k["hidden_states"] if "hidden_states" in k else a[0]),
+            with_kwargs=True,
+        )
     start, step = time.time(), 0
     for kinds, steps in stages:
         train = conversations(processor, pages, kinds, args.turns, rng, args.share, at_centre)
@@ -456,9 +470,15 @@ def main() -> None:
                 read_metrics.append(read[1])
                 loss = loss + read[0]
             if args.word_loss:
-                word, _ = word_loss_mean(out.logits, word_batch(batch, pages, ids))
+                targets = word_batch(batch, pages, ids)
+                word, _ = word_loss_mean(out.logits, targets)
                 word_losses.append(float(word.detach()))
                 loss = loss + args.word_loss * word
+                if entering:  # the same words named from the residual entering --word-layer
+                    early = model.llm.lm_head(model.llm.model.norm(entering["h"].flatten(0, 1)[targets.positions]))
+                    early_loss = torch.nn.functional.cross_entropy(early, targets.token_ids)
+                    early_hits.append(float((early.argmax(-1) == targets.token_ids).float().mean()))
+                    loss = loss + args.word_loss * early_loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -471,6 +491,7 @@ def main() -> None:
                     for label, key in READ_REPORTS
                     if any(key in m for m in read_metrics[-50:])
                 )
+                aimed += f" named at layer {args.word_layer} {np.mean(early_hits[-50:]):.1%}" if early_hits else ""
                 print(
                     f"step {step} loss {np.mean(losses[-50:]):.3f} word loss {word_mean:.3f}{aimed} | "
                     f"train: {accuracy(scored_train, pages)} | fresh: {accuracy(test, test_pages)} | "

@@ -218,11 +218,14 @@ def test_a_run_with_every_supervised_hop_reports_them(pilot, monkeypatch, capsys
         "--questions",
         "first:2,title",
     ]
+    hops += ["--word-loss", "1", "--word-layer", "1", "--address-centre"]
     monkeypatch.setattr(sys, "argv", [*argv, "--batch", "6", *hops])
     pilot.main()
     report = capsys.readouterr().out.splitlines()[-1]
     assert re.match(
-        r"step 2 loss [\d.]+ word loss [\d.]+ addressed [\d.]+% on the number [\d.]+% copied [\d.]+% \| train", report
+        r"step 2 loss [\d.]+ word loss [\d.]+ addressed [\d.]+% on the number [\d.]+% copied [\d.]+% "
+        r"named at layer 1 [\d.]+% \| train",
+        report,
     )
 
 
@@ -259,3 +262,10 @@ def test_the_centre_address_is_one_token_of_the_words_tokens(pilot):
         for a, b in zip(wide.answers, narrow.answers):
             assert 1 <= len(b.written) <= len(a.written) and set(b.written) <= set(a.written)
         assert any(len(b.written) < len(a.written) for a, b in zip(wide.answers, narrow.answers))
+
+
+def test_the_word_layer_needs_the_word_loss(pilot, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--word-layer", "1"])
+    with pytest.raises(SystemExit):
+        pilot.main()
+    assert "--word-loss" in capsys.readouterr().err

@@ -111,6 +111,7 @@ def test_a_run_with_the_reading_losses_lowers_them(make_recipe, reading_data, pa
         {"reading": {"address": -1.0}},
         {"reading": {"copy": 1.0}, "objective": "vision_heads"},
         {"reading": {"number": 1.0, "layer": 0}},
+        {"reading": {"address": 1.0, "where": "middle"}},
     ],
 )
 def test_bad_reading_settings_are_refused(make_recipe, changes):

@@ -46,9 +46,8 @@ def test_box_tokens_cover_the_words_centre_token(processor):
 
 @pytest.mark.parametrize("single_turns", [False, True])
 def test_each_read_answer_points_at_its_written_word_and_its_line_number(records, processor, single_turns):
-    items = SceneTargetDataset(
-        ConversationDataset(records, processor, max_length=1024, single_turns=single_turns), processor, answers=True
-    )
+    dataset = ConversationDataset(records, processor, max_length=1024, single_turns=single_turns)
+    items = SceneTargetDataset(dataset, processor, answers=True, centre=False)
     tokenizer, cfg = processor.tokenizer, processor.config
     digits = digit_token_ids(tokenizer)
     checked = numbered = 0

@@ -116,9 +116,8 @@ class LanguageModelling(Objective):
                 raise ConfigError(f"{name} trains in one process (its taps are not sharded); turn it off")
         self.scene_targets = self.word_weight > 0 or reading.enabled
         if self.scene_targets:
-            self.items = SceneTargetDataset(
-                setup.dataset, setup.processor, words=self.word_weight > 0, answers=reading.enabled
-            )
+            words, centre = self.word_weight > 0, reading.where == "centre"
+            self.items = SceneTargetDataset(setup.dataset, setup.processor, words, reading.enabled, centre)
         self.reading = ReadingLoss(self.model, reading) if reading.enabled else None
         self.module = PixelLossModel(self.model) if self.pixel_weight > 0 else self.model
 

@@ -78,6 +78,9 @@ class ReadingSpec:
     address: float = 0.0
     copy: float = 0.0
     layer: int = 1  #: the LLM layer of the address head (the number head is in the layer before)
+    #: the image tokens the address head should look at: "centre", the token at the centre of each box holding the
+    #: answer's word (the word loss's token, which names the word), or "box", every token along the box
+    where: str = "centre"
 
     @property
     def enabled(self) -> bool:
@@ -147,7 +150,8 @@ class Recipe:
             "pixel_loss": self.pixel_loss >= 0 and (self.pixel_loss == 0 or self.objective == "lm"),
             "word_loss": self.word_loss >= 0 and (self.word_loss == 0 or self.objective == "lm"),
             "reading": min(self.reading.number, self.reading.address, self.reading.copy) >= 0
-            and (not self.reading.enabled or (self.objective == "lm" and self.reading.layer >= 1)),
+            and (not self.reading.enabled or (self.objective == "lm" and self.reading.layer >= 1))
+            and self.reading.where in ("centre", "box"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

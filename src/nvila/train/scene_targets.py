@@ -130,11 +130,17 @@ def digit_token_ids(tokenizer) -> frozenset[int]:
 
 class SceneTargetDataset:
     """`dataset[i]` as a `SceneSample` (None where the dataset skips record i): word targets when `words`, answer
-    targets when `answers`, for records of one image whose scene is a synth document page or chart
-    (`word_loss.WRITTEN`), on the Dynamic-S2 raster (or a single tile)."""
+    targets when `answers` (addressed at the word's centre token when `centre`, `answer_targets`), for records of
+    one image whose scene is a synth document page or chart (`word_loss.WRITTEN`), on the Dynamic-S2 raster (or a
+    single tile)."""
 
     def __init__(
-        self, dataset: ConversationDataset, processor: NVILAProcessor, words: bool = True, answers: bool = False
+        self,
+        dataset: ConversationDataset,
+        processor: NVILAProcessor,
+        words: bool = True,
+        answers: bool = False,
+        centre: bool = True,
     ) -> None:
         cfg = processor.config
         if not cfg.dynamic_s2 and cfg.image_aspect_ratio != "resize":
@@ -142,7 +148,7 @@ class SceneTargetDataset:
                 "word_loss and reading need one token raster per image (Dynamic-S2, or resize); dynamic tiling "
                 "(NVILA-Lite) gives every tile its own placeholder: set word_loss: 0 and the reading weights to 0"
             )
-        self.dataset, self.cfg, self.words, self.answers = dataset, cfg, words, answers
+        self.dataset, self.cfg, self.words, self.answers, self.centre = dataset, cfg, words, answers, centre
         self._tokenizer = processor.tokenizer
         self._token_id: dict[str, int] = {}
         self._digits = digit_token_ids(processor.tokenizer) if answers else frozenset()
@@ -177,6 +183,13 @@ class SceneTargetDataset:
         templates = record.meta.get("templates")
         if self.answers and isinstance(templates, list):
             out.answers = answer_targets(
-                sample, [str(t) for t in templates], record.answers, boxes, scene["size"], self.cfg, self._digits
+                sample,
+                [str(t) for t in templates],
+                record.answers,
+                boxes,
+                scene["size"],
+                self.cfg,
+                self._digits,
+                self.centre,
             )
         return out
