@@ -70,9 +70,8 @@ from nvila.models.nvila.projector import Projector
 from nvila.synth import documents
 from nvila.train.reading_loss import ReadingLoss, place_answers
 from nvila.train.recipe import ReadingSpec
-from nvila.train.scene_targets import AnswerTarget, SceneSample, answer_targets, digit_token_ids
+from nvila.train.scene_targets import AnswerTarget, SceneSample, answer_targets, batch_targets, digit_token_ids
 from nvila.train.word_loss import (
-    batch_targets,
     first_token,
     token_raster,
     word_loss_mean,

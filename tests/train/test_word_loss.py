@@ -19,10 +19,9 @@ from nvila.factory import random_pretrained
 from nvila.models.nvila.configuration_nvila import from_name
 from nvila.synth import charts, documents
 from nvila.synth.writer import write_dataset
-from nvila.train.scene_targets import SceneTargetDataset
+from nvila.train.scene_targets import SceneTargetDataset, batch_targets
 from nvila.train.word_loss import (
     WordBatchTargets,
-    batch_targets,
     scene_text,
     token_raster,
     word_loss_mean,

@@ -32,9 +32,9 @@ from nvila.prompt import IGNORE_INDEX
 from nvila.train.pixel_loss import PixelLossModel
 from nvila.train.reading_loss import PlacedAnswer, ReadingLoss, place_answers
 from nvila.train.recipe import Recipe
-from nvila.train.scene_targets import SceneTargetDataset
+from nvila.train.scene_targets import SceneTargetDataset, batch_targets
 from nvila.train.vision_heads import HeadTargets, TowerWithHeads, head_batch
-from nvila.train.word_loss import WordBatchTargets, batch_targets, word_loss_mean
+from nvila.train.word_loss import WordBatchTargets, word_loss_mean
 
 
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from nvila.data.dataset import ConversationDataset
 from nvila.errors import ConfigError
@@ -22,7 +23,7 @@ from nvila.models.nvila.geometry import BlockSize
 from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
 from nvila.prompt import IGNORE_INDEX
 from nvila.synth import TextBox
-from nvila.train.word_loss import first_token, scene_text, word_targets
+from nvila.train.word_loss import WordBatchTargets, first_token, scene_text, word_targets
 
 #: The synth templates whose answer is copied from the image: its first word is written where the question
 #: points (a line's first or last word, the title; a chart's value, or the label of its largest or smallest item).
@@ -193,3 +194,19 @@ class SceneTargetDataset:
                 self.centre,
             )
         return out
+
+
+def batch_targets(input_ids: torch.Tensor, samples: Sequence[SceneSample], image_token_id: int) -> WordBatchTargets:
+    """Map each sample's targets to flat positions of `input_ids` [b, l]; `samples` in the order the collation
+    laid them out (row by row, each row's samples left to right), so their image tokens come in that order."""
+    image_positions = (input_ids.flatten() == image_token_id).nonzero()[:, 0]
+    positions, token_ids, offset = [], [], 0
+    for scene_sample in samples:
+        n_image = sum(1 for t in scene_sample.sample.input_ids if t == image_token_id)
+        for index, token in scene_sample.words:
+            positions.append(int(image_positions[offset + index]))
+            token_ids.append(token)
+        offset += n_image
+    if offset != image_positions.numel():
+        raise ValueError(f"the samples hold {offset} image tokens but the batch {image_positions.numel()}")
+    return WordBatchTargets(torch.tensor(positions, dtype=torch.long), torch.tensor(token_ids, dtype=torch.long))

@@ -7,15 +7,14 @@ page's title and body words, a chart's values and labels): the LLM's own logits 
 word's centre (at the largest Dynamic-S2 scale, where the image's tokens form one raster) are scored against
 the word's first text token, so each page gives ~50 examples of the word -> token mapping, through the same
 head that writes answers. Records of other tasks (shapes, videos, real data) carry no targets and only their
-next-token loss; `scene_targets.SceneTargetDataset` computes the targets of each sample. Shapes: b rows, l tokens
-per row, v vocabulary.
+next-token loss; `scene_targets.SceneTargetDataset` computes the targets of each sample and
+`scene_targets.batch_targets` places them in a batch. Shapes: b rows, l tokens per row, v vocabulary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +22,6 @@ import torch.nn.functional as F
 from nvila.models.nvila.configuration_nvila import NVILAConfig
 from nvila.models.nvila.geometry import BlockSize
 from nvila.synth import TextBox, charts, documents
-
-if TYPE_CHECKING:
-    from nvila.train.scene_targets import SceneSample
 
 #: The layout numbers of a page scene that its word boxes are computed from (`documents.layout`).
 PAGE_NUMBERS = ("margin", "title_px", "body_px", "line_height", "top")
@@ -134,22 +130,6 @@ class WordBatchTargets:
 
     positions: torch.Tensor  #: [n] long
     token_ids: torch.Tensor  #: [n] long
-
-
-def batch_targets(input_ids: torch.Tensor, samples: Sequence[SceneSample], image_token_id: int) -> WordBatchTargets:
-    """Map each sample's targets to flat positions of `input_ids` [b, l]; `samples` in the order the collation
-    laid them out (row by row, each row's samples left to right), so their image tokens come in that order."""
-    image_positions = (input_ids.flatten() == image_token_id).nonzero()[:, 0]
-    positions, token_ids, offset = [], [], 0
-    for scene_sample in samples:
-        n_image = sum(1 for t in scene_sample.sample.input_ids if t == image_token_id)
-        for index, token in scene_sample.words:
-            positions.append(int(image_positions[offset + index]))
-            token_ids.append(token)
-        offset += n_image
-    if offset != image_positions.numel():
-        raise ValueError(f"the samples hold {offset} image tokens but the batch {image_positions.numel()}")
-    return WordBatchTargets(torch.tensor(positions, dtype=torch.long), torch.tensor(token_ids, dtype=torch.long))
 
 
 def word_loss_mean(logits: torch.Tensor, targets: WordBatchTargets) -> tuple[torch.Tensor, float] | None:
