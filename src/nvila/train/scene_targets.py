@@ -50,7 +50,7 @@ class AnswerTarget:
 
     at: int
     token: int
-    written: list[int]  #: indices among the sample's image tokens (a box's tokens along its middle row)
+    written: list[int]  #: indices among the sample's image tokens (each box's centre token, or its middle row)
     digits: list[int]  #: sample positions of the question's digit tokens (empty: the question names no number)
     seen: list[int]  #: sample positions visible at `at`, `at` included
 
