@@ -70,7 +70,14 @@ from nvila.models.nvila.projector import Projector
 from nvila.synth import documents
 from nvila.train.reading_loss import ReadingLoss, place_answers
 from nvila.train.recipe import ReadingSpec
-from nvila.train.scene_targets import AnswerTarget, SceneSample, answer_targets, batch_targets, digit_token_ids
+from nvila.train.scene_targets import (
+    AnswerTarget,
+    SceneSample,
+    answer_runs,
+    answer_targets,
+    batch_targets,
+    digit_token_ids,
+)
 from nvila.train.word_loss import (
     first_token,
     token_raster,
@@ -275,19 +282,11 @@ def forward(model, pages: Pages, questions: list[Conversation], pad_id: int, tra
 def answered(out, labels: torch.Tensor) -> list[list[bool]]:
     """Per conversation, per answer (a run of labelled tokens): whether each of its tokens is the argmax given the
     ones before (teacher forcing)."""
-    predicted, wanted = out.logits[:, :-1].argmax(-1), labels[:, 1:]
-    hits = []
-    for row_predicted, row_wanted in zip(predicted.tolist(), wanted.tolist()):
-        row: list[bool] = []
-        previous = -100
-        for p, w in zip(row_predicted, row_wanted):
-            if w != -100 and previous == -100:
-                row.append(True)  # a new answer starts
-            if w != -100:
-                row[-1] = row[-1] and p == w
-            previous = w
-        hits.append(row)
-    return hits
+    predicted = out.logits.argmax(-1).tolist()
+    return [
+        [all(t > 0 and row_predicted[t - 1] == row[t] for t in range(start, end)) for start, end in answer_runs(row)]
+        for row_predicted, row in zip(predicted, labels.tolist())
+    ]
 
 
 def main() -> None:
