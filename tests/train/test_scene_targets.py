@@ -123,7 +123,7 @@ def test_a_centre_address_is_the_word_losss_token_of_each_box_holding_the_word(r
     sample = ConversationDataset([record], processor, max_length=1024)[0]
     boxes = scene_text(record.meta["template"], record.meta["scene"])
     args = (sample, record.meta["templates"], record.answers, boxes, PAGE, cfg, digits)
-    along, centred = answer_targets(*args), answer_targets(*args, centre=True)
+    along, centred = answer_targets(*args, centre=False), answer_targets(*args, centre=True)
     assert along and len(along) == len(centred)
     for wide, narrow, answer in zip(
         along, centred, [a for t, a in zip(record.meta["templates"], record.answers) if t in READ_TEMPLATES]

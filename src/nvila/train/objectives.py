@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -111,9 +112,10 @@ class LanguageModelling(Objective):
         self.items, self.mixture = setup.dataset, setup.mixture
         self.pixel_weight, self.word_weight = setup.recipe.pixel_loss, setup.recipe.word_loss
         reading = setup.recipe.reading
-        for name, on in (("pixel_loss", self.pixel_weight > 0), ("reading", reading.enabled)):
-            if on and setup.distributed:
-                raise ConfigError(f"{name} trains in one process (its taps are not sharded); turn it off")
+        if self.pixel_weight > 0 and setup.distributed:
+            raise ConfigError("pixel_loss trains in one process (its head is not sharded); set pixel_loss: 0")
+        if reading.enabled and setup.distributed:
+            raise ConfigError("reading trains in one process (its taps read unsharded weights); set its weights to 0")
         self.scene_targets = self.word_weight > 0 or reading.enabled
         if self.scene_targets:
             words, centre = self.word_weight > 0, reading.where == "centre"
@@ -135,10 +137,10 @@ class LanguageModelling(Objective):
         else:
             packs = pack_greedy([len(s.input_ids) for s in samples], self.recipe.data.max_length)
             batch = collate_packed([[samples[i] for i in pack] for pack in packs], pad, cfg)
-            layout = [
-                (row, sum(len(samples[j].input_ids) for j in pack[:k]))
+            layout = [  # each sample starts where the ones before it in its pack end
+                (row, start)
                 for row, pack in enumerate(packs)
-                for k in range(len(pack))
+                for start in accumulate((len(samples[i].input_ids) for i in pack[:-1]), initial=0)
             ]
             if scenes is not None:  # the order the packs laid the samples out in
                 scenes = [scenes[i] for pack in packs for i in pack]

@@ -93,26 +93,25 @@ def answer_targets(
     size: Sequence[int],
     cfg: NVILAConfig,
     digit_ids: frozenset[int],
-    centre: bool = False,
+    centre: bool = True,
 ) -> list[AnswerTarget]:
     """The `AnswerTarget` of every answer of `sample` asked from a `READ_TEMPLATES` template whose first word is
     written in the image (every box holding it: a word may be written twice): the tokens along each box, or with
     `centre` the one token at each box's centre (the word loss's target). `templates` and `answers` are the
     record's, turn by turn; a sample cut short keeps its first answers, so answers pair with turns in order."""
-    ids, labels, branches = sample.input_ids, sample.labels, sample.branches
+    ids, labels, branches, block = sample.input_ids, sample.labels, sample.branches, sample.block_sizes[0]
     prefix = branches[0][0] if branches else 0
     targets = []
     runs = answer_runs(labels)
     for k, ((at, _), template, answer) in enumerate(zip(runs, templates, answers)):
         word = answer.split()[0] if answer.split() else ""
-        block = sample.block_sizes[0]
         held = [box for box in boxes if box[0] == word]
+        if template not in READ_TEMPLATES or not held or at == 0:
+            continue
         if centre:
             written = sorted({i for i, _ in word_targets(held, size, cfg, block, {word: 0})})
         else:
             written = sorted({i for box in held for i in box_tokens(box, size, cfg, block)})
-        if template not in READ_TEMPLATES or not written or at == 0:
-            continue
         if branches:  # a branch sees the shared prefix and itself; its question starts the branch
             start = branches[k][0]
             seen = list(range(prefix)) + list(range(start, at))
@@ -171,7 +170,7 @@ class SceneTargetDataset:
         scene = record.meta.get("scene")
         boxes = scene_text(str(record.meta.get("template", "")), scene)
         if boxes is None:
-            self.dataset.stats.add("synth scene without its layout (trained without word targets)", record.id)
+            self.dataset.stats.add("synth scene without its layout (trained without scene targets)", record.id)
             return SceneSample(sample)
         if not boxes:
             return SceneSample(sample)
