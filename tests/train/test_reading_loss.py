@@ -16,14 +16,14 @@ from nvila.data.records import read_records
 from nvila.errors import ConfigError
 from nvila.train.reading_loss import ReadingLoss, mass_loss, place_answers
 from nvila.train.recipe import ReadingSpec, load_recipe
-from nvila.train.scene_targets import SceneTargetDataset
+from nvila.train.scene_targets import SceneTargetDataset, batch_targets
 
 
 def placed_batch(model, processor, reading_data, packed: bool, single_turns: bool):
-    """(model inputs, placed answers) of the reading records in one batch."""
+    """(model inputs, placed answers, word targets) of the reading records in one batch."""
     records = read_records(reading_data)
     dataset = ConversationDataset(records, processor, max_length=1024, single_turns=single_turns)
-    items = SceneTargetDataset(dataset, processor, words=False, answers=True)
+    items = SceneTargetDataset(dataset, processor, words=True, answers=True)
     scenes = [items[i] for i in range(len(items)) if items[i].answers][:4]
     samples, cfg = [s.sample for s in scenes], processor.config
     if packed:
@@ -33,14 +33,15 @@ def placed_batch(model, processor, reading_data, packed: bool, single_turns: boo
     else:
         batch = collate_padded(samples, processor.pad_token_id, cfg)
         layout = [(row, 0) for row in range(len(samples))]
-    return batch.model_kwargs("cpu"), place_answers(scenes, layout, cfg.image_token_id)
+    words = batch_targets(batch.input_ids, scenes, cfg.image_token_id)
+    return batch.model_kwargs("cpu"), place_answers(scenes, layout, cfg.image_token_id), words
 
 
 @pytest.mark.parametrize(("packed", "single_turns"), [(False, False), (True, True), (True, False)])
 def test_the_taps_read_the_heads_own_attention_and_output(tiny_s2_model, reading_data, packed, single_turns):
     model, processor = tiny_s2_model
     model.eval()
-    kwargs, answers = placed_batch(model, processor, reading_data, packed, single_turns)
+    kwargs, answers, _ = placed_batch(model, processor, reading_data, packed, single_turns)
     assert len(answers) >= 6 and any(a.digits.any() for a in answers)
     spec = ReadingSpec(number=1.0, address=1.0, copy=1.0, layer=1)
     reading = ReadingLoss(model, spec)
@@ -71,6 +72,30 @@ def test_the_taps_read_the_heads_own_attention_and_output(tiny_s2_model, reading
     expected = spec.number * metrics["reading_number_loss"] + spec.address * metrics["reading_address_loss"]
     assert math.isclose(float(total), expected + spec.copy * metrics["reading_copy_loss"], rel_tol=1e-5)
     assert all(0 <= metrics[f"reading_{k}_accuracy"] <= 1 for k in ("number", "address", "copy"))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_the_words_loss_names_the_words_from_the_residual_entering_the_layer(tiny_s2_model, reading_data, packed):
+    model, processor = tiny_s2_model
+    model.eval()
+    kwargs, answers, words = placed_batch(model, processor, reading_data, packed, single_turns=False)
+    assert words.positions.numel() > 50
+    reading = ReadingLoss(model, ReadingSpec(words=2.0, layer=1))
+    try:
+        with torch.no_grad():
+            out = model(**kwargs, output_hidden_states=True)  # hidden_states[1]: what enters layer 1
+            total, metrics = reading([], words)
+            assert reading(answers) is None  # no answer loss asked for, and no words given
+    finally:
+        reading.remove()
+    llm = model.llm
+    logits = llm.lm_head(llm.model.norm(out.hidden_states[1].flatten(0, 1)[words.positions]))
+    expected = torch.nn.functional.cross_entropy(logits, words.token_ids)
+    assert math.isclose(metrics["reading_words_loss"], float(expected), rel_tol=1e-5)
+    assert math.isclose(float(total), 2.0 * float(expected), rel_tol=1e-5)
+    hits = float((logits.argmax(-1) == words.token_ids).float().mean())
+    assert math.isclose(metrics["reading_words_accuracy"], hits, rel_tol=1e-6)
+    assert not any(k.startswith(("reading_copy", "reading_address", "reading_number")) for k in metrics)
 
 
 def test_mass_loss_is_minus_log_the_attention_on_the_targets():
@@ -105,10 +130,27 @@ def test_a_run_with_the_reading_losses_lowers_them(make_recipe, reading_data, pa
         assert sum(curve[-3:]) < 0.9 * sum(curve[:3]), (name, curve)
 
 
+def test_a_run_with_the_words_loss_alone_lowers_it_and_places_no_answers(make_recipe, reading_data):
+    path = make_recipe(
+        "names",
+        max_steps=30,
+        reading={"words": 1.0},
+        optim__lr=1e-2,
+        data__train=str(reading_data),
+        data__max_length=1024,
+    )
+    assert main(["train", "--recipe", path]) == 0
+    logged = rows(Path(path).parent / "names")
+    curve = [row["reading_words_loss"] for row in logged]
+    assert len(curve) == 30 and sum(curve[-3:]) < 0.8 * sum(curve[:3]), curve
+    assert not any("reading_copy_loss" in row or "word_loss" in row for row in logged)
+
+
 @pytest.mark.parametrize(
     "changes",
     [
         {"reading": {"address": -1.0}},
+        {"reading": {"words": -1.0}},
         {"reading": {"copy": 1.0}, "objective": "vision_heads"},
         {"reading": {"number": 1.0, "layer": 0}},
         {"reading": {"address": 1.0, "where": "middle"}},

@@ -117,9 +117,11 @@ class LanguageModelling(Objective):
         if reading.enabled and setup.distributed:
             raise ConfigError("reading trains in one process (its taps read unsharded weights); set its weights to 0")
         self.scene_targets = self.word_weight > 0 or reading.enabled
+        self.words = self.word_weight > 0 or reading.words > 0  # the word targets, named by either loss
+        self.answers = reading.reads_answers
         if self.scene_targets:
-            words, centre = self.word_weight > 0, reading.where == "centre"
-            self.items = SceneTargetDataset(setup.dataset, setup.processor, words, reading.enabled, centre)
+            centre = reading.where == "centre"
+            self.items = SceneTargetDataset(setup.dataset, setup.processor, self.words, self.answers, centre)
         self.reading = ReadingLoss(self.model, reading) if reading.enabled else None
         self.module = PixelLossModel(self.model) if self.pixel_weight > 0 else self.model
 
@@ -146,8 +148,8 @@ class LanguageModelling(Objective):
                 scenes = [scenes[i] for pack in packs for i in pack]
         if scenes is None:
             return LanguageModellingBatch(batch)
-        words = batch_targets(batch.input_ids, scenes, cfg.image_token_id) if self.word_weight > 0 else None
-        answers = place_answers(scenes, layout, cfg.image_token_id) if self.reading is not None else []
+        words = batch_targets(batch.input_ids, scenes, cfg.image_token_id) if self.words else None
+        answers = place_answers(scenes, layout, cfg.image_token_id) if self.answers else []
         return LanguageModellingBatch(batch, words, answers)
 
     def count(self, batch: LanguageModellingBatch) -> int:
@@ -166,11 +168,11 @@ class LanguageModelling(Objective):
             logits, pixel = self.module(**kwargs)
             extra = self.pixel_weight * pixel * share
             metrics["pixel_loss"] = float(pixel.detach())
-        word = None if batch.words is None else word_loss_mean(logits, batch.words)
+        word = None if batch.words is None or self.word_weight == 0 else word_loss_mean(logits, batch.words)
         if word is not None:
             extra = extra + self.word_weight * word[0] * share
             metrics.update(word_loss=float(word[0].detach()), word_accuracy=word[1])
-        read = self.reading(batch.answers) if self.reading is not None else None
+        read = self.reading(batch.answers, batch.words) if self.reading is not None else None
         if read is not None:
             extra = extra + read[0] * share
             metrics.update(read[1])

@@ -12,9 +12,13 @@ answer's first token (`scene_targets.AnswerTarget`):
   first word is written, among the sample's image tokens: -log of that mass;
 - copy (`reading.copy`): what that head reads is the answer: its output alone (its attention over the sample's
   image tokens, its values, its slice of the output projection), through the LLM's final norm and LM head,
-  names the answer's first token: cross-entropy.
+  names the answer's first token: cross-entropy;
+- words (`reading.words`): the residual stream entering layer `reading.layer` (what that head's values are
+  computed from), through the final norm and LM head, names every written word at its centre token (the word
+  loss's targets, `word_loss.WordBatchTargets`), so the head has the word to copy: cross-entropy.
 
-Each is a mean over the micro-batch's answers with targets; the objective weights it like the word loss.
+Each is a mean over the micro-batch's answers (or words) with targets; the objective weights it like the word
+loss.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from transformers.models.qwen2.modeling_qwen2 import rotate_half
 from nvila.errors import ConfigError
 from nvila.train.recipe import ReadingSpec
 from nvila.train.scene_targets import SceneSample
+from nvila.train.word_loss import WordBatchTargets, naming_loss
 
 
 class AttentionTap:
@@ -116,23 +121,33 @@ class ReadingLoss:
         self.spec, self.norm, self.lm_head = spec, llm.model.norm, llm.lm_head
         self.address = AttentionTap(layers[spec.layer].self_attn)
         self.number = AttentionTap(layers[spec.layer - 1].self_attn) if spec.number > 0 else None
+        self._entering = (
+            layers[spec.layer].register_forward_pre_hook(self._enter, with_kwargs=True) if spec.words > 0 else None
+        )
+
+    def _enter(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.entering = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # [b, l, d]
 
     def remove(self) -> None:
         """Stop tapping the model."""
-        for tap in (self.address, self.number):
+        for tap in (self.address, self.number, self._entering):
             if tap is not None:
                 tap.remove()
 
-    def __call__(self, answers: Sequence[PlacedAnswer]) -> tuple[torch.Tensor, dict[str, float]] | None:
-        """(the weighted sum of the mean losses, metrics: each loss and the share of answers it gets right) over
-        the answers of the last forward pass; None when there are none."""
-        if not answers:
+    def __call__(
+        self, answers: Sequence[PlacedAnswer], words: WordBatchTargets | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """(the weighted sum of the mean losses, metrics: each loss and the share of answers (or words) it gets
+        right) over the answers and written words of the last forward pass; None when there are neither."""
+        answers = answers if self.spec.reads_answers else []
+        named = words is not None and self._entering is not None and words.positions.numel() > 0
+        if not answers and not named:
             return None
         spec, device = self.spec, self.address.hidden.device
         total = torch.zeros((), device=device)
         metrics: dict[str, float] = {}
 
-        def add(name: str, weight: float, losses: list[torch.Tensor], hits: list[bool]) -> None:
+        def add(name: str, weight: float, losses: list[torch.Tensor], hits: Sequence[float]) -> None:
             nonlocal total
             if not losses:
                 return
@@ -153,7 +168,7 @@ class ReadingLoss:
         )
         if spec.address > 0:
             looked("address", spec.address, [(s, a.written) for s, a in zip(looks, answers)])
-        if spec.copy > 0:
+        if spec.copy > 0 and answers:
             written = torch.stack(
                 [
                     self.address.output(0, a.row, a.image.to(device), torch.softmax(s.float(), 0))
@@ -171,4 +186,8 @@ class ReadingLoss:
                 spec.number,
                 [(self.number.logits(0, a.row, a.at, a.seen.to(device)), a.digits) for a in numbered],
             )
+        if named:
+            at = self.entering.flatten(0, 1)[words.positions.to(device)]  # [n, d]
+            loss, accuracy = naming_loss(self.lm_head(self.norm(at)), words.token_ids)
+            add("words", spec.words, [loss], [accuracy])
         return total, metrics

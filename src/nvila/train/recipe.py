@@ -72,11 +72,13 @@ class ReadingSpec:
     """Weights of the auxiliary reading losses (train/reading_loss.py; not in the paper; 0 disables each): at the
     position that predicts an answer read off a synth image, head 0 of LLM layer `layer - 1` attends to the
     question's line number (`number`), head 0 of `layer` to where the answer is written (`address`), and that
-    head's output alone names the answer's first token (`copy`)."""
+    head's output alone names the answer's first token (`copy`); the residual stream entering `layer` names every
+    written word at its centre token (`words`: what the copy head's values are read from)."""
 
     number: float = 0.0
     address: float = 0.0
     copy: float = 0.0
+    words: float = 0.0
     layer: int = 1  #: the LLM layer of the address head (the number head is in the layer before)
     #: the image tokens the address head should look at: "centre", the token at the centre of each box holding the
     #: answer's word (the word loss's token, which names the word), or "box", every token along the box
@@ -84,6 +86,11 @@ class ReadingSpec:
 
     @property
     def enabled(self) -> bool:
+        return self.reads_answers or self.words > 0
+
+    @property
+    def reads_answers(self) -> bool:
+        """Whether a loss supervises the answers (`number`, `address` or `copy`)."""
         return max(self.number, self.address, self.copy) > 0
 
 
@@ -149,7 +156,7 @@ class Recipe:
             "objective": self.objective in OBJECTIVE_NAMES,
             "pixel_loss": self.pixel_loss >= 0 and (self.pixel_loss == 0 or self.objective == "lm"),
             "word_loss": self.word_loss >= 0 and (self.word_loss == 0 or self.objective == "lm"),
-            "reading": min(self.reading.number, self.reading.address, self.reading.copy) >= 0
+            "reading": min(self.reading.number, self.reading.address, self.reading.copy, self.reading.words) >= 0
             and (not self.reading.enabled or (self.objective == "lm" and self.reading.layer >= 1))
             and self.reading.where in ("centre", "box"),
         }

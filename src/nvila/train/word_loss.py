@@ -132,12 +132,15 @@ class WordBatchTargets:
     token_ids: torch.Tensor  #: [n] long
 
 
+def naming_loss(logits: torch.Tensor, token_ids: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Mean cross-entropy of logits [n, v] against the token ids [n], and the share whose argmax is right."""
+    logits, token_ids = logits.float(), token_ids.to(logits.device)
+    return F.cross_entropy(logits, token_ids), float((logits.argmax(-1) == token_ids).float().mean())
+
+
 def word_loss_mean(logits: torch.Tensor, targets: WordBatchTargets) -> tuple[torch.Tensor, float] | None:
     """Mean cross-entropy of the logits [b, l, v] at the targets' positions, and the share predicted right;
     None when the batch has no targets."""
     if targets.positions.numel() == 0:
         return None
-    picked = logits.flatten(0, 1)[targets.positions.to(logits.device)].float()  # [n, v]
-    wanted = targets.token_ids.to(logits.device)
-    accuracy = float((picked.argmax(-1) == wanted).float().mean())
-    return F.cross_entropy(picked, wanted), accuracy
+    return naming_loss(logits.flatten(0, 1)[targets.positions.to(logits.device)], targets.token_ids)
