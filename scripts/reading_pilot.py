@@ -80,6 +80,7 @@ from nvila.train.scene_targets import (
 )
 from nvila.train.word_loss import (
     first_token,
+    naming_loss,
     token_raster,
     word_loss_mean,
     word_targets,
@@ -474,8 +475,8 @@ def main() -> None:
                 loss = loss + args.word_loss * word
                 if entering:  # the same words named from the residual entering --word-layer
                     early = model.llm.lm_head(model.llm.model.norm(entering["h"].flatten(0, 1)[targets.positions]))
-                    early_loss = torch.nn.functional.cross_entropy(early, targets.token_ids)
-                    early_hits.append(float((early.argmax(-1) == targets.token_ids).float().mean()))
+                    early_loss, hit = naming_loss(early, targets.token_ids)
+                    early_hits.append(hit)
                     loss = loss + args.word_loss * early_loss
             optimizer.zero_grad()
             loss.backward()
