@@ -89,7 +89,8 @@ def test_the_words_loss_names_the_words_from_the_residual_entering_the_layer(tin
     finally:
         reading.remove()
     llm = model.llm
-    logits = llm.lm_head(llm.model.norm(out.hidden_states[1].flatten(0, 1)[words.positions]))
+    with torch.no_grad():
+        logits = llm.lm_head(llm.model.norm(out.hidden_states[1].flatten(0, 1)[words.positions]))
     expected = torch.nn.functional.cross_entropy(logits, words.token_ids)
     assert math.isclose(metrics["reading_words_loss"], float(expected), rel_tol=1e-5)
     assert math.isclose(float(total), 2.0 * float(expected), rel_tol=1e-5)
