@@ -68,7 +68,7 @@ from nvila.models.nvila.branches import branch_mask, branch_positions, share_pre
 from nvila.models.nvila.processing_nvila import EncodedSample
 from nvila.models.nvila.projector import Projector
 from nvila.synth import documents
-from nvila.train.reading_loss import ReadingLoss, place_answers
+from nvila.train.reading_loss import ReadingLoss, hidden_input, place_answers
 from nvila.train.recipe import ReadingSpec
 from nvila.train.scene_targets import (
     AnswerTarget,
@@ -446,7 +446,7 @@ def main() -> None:
     early_hits: list[float] = []
     if args.word_layer >= 0:
         model.llm.model.layers[args.word_layer].register_forward_pre_hook(
-            lambda module, a, k: entering.update(h=k["hidden_states"] if "hidden_states" in k else a[0]),
+            lambda module, a, k: entering.update(h=hidden_input(a, k)),
             with_kwargs=True,
         )
     start, step = time.time(), 0

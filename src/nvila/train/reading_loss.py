@@ -37,6 +37,12 @@ from nvila.train.scene_targets import SceneSample
 from nvila.train.word_loss import WordBatchTargets, naming_loss
 
 
+def hidden_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The hidden states [b, l, d] a decoder layer or its attention was called with (a forward pre-hook's
+    arguments: transformers passes them by keyword or first)."""
+    return kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+
+
 class AttentionTap:
     """What one attention layer was given in the last forward pass (its normed input [b, l, d], RoPE cos and sin
     [b, l, head_dim]), to score one head's query against chosen keys and read its output from them."""
@@ -46,7 +52,7 @@ class AttentionTap:
         self._handle = attention.register_forward_pre_hook(self._grab, with_kwargs=True)
 
     def _grab(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        self.hidden = hidden_input(args, kwargs)
         self.rope = kwargs["position_embeddings"]
 
     def remove(self) -> None:
@@ -126,7 +132,7 @@ class ReadingLoss:
         )
 
     def _enter(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.entering = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]  # [b, l, d]
+        self.entering = hidden_input(args, kwargs)  # [b, l, d]
 
     def remove(self) -> None:
         """Stop tapping the model."""
