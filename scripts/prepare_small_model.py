@@ -2,11 +2,14 @@
 
     python scripts/prepare_small_model.py data/synth-small --tokenizer runs/small/tokenizer
     python scripts/prepare_small_model.py data/synth-small-mq --video-ratio 2.0 --image-ratio 1.0 --colour-mix
+    python scripts/prepare_small_model.py data/synth-small-15 --video-ratio 2.0 --image-ratio 1.0 --read-mix
 
-Writes images.jsonl / events.jsonl and the mixtures images.yaml (image tasks) and mixed.yaml (video events
-plus image records at the given per-epoch ratios) beside train.jsonl; with --colour-mix, also colour.jsonl
-(each image record cut down to its colour and shape-naming turns) and colour.yaml (those, plus a quarter of the
-image records and every video record per epoch, so the other skills keep being trained); with --tokenizer, also
+Writes one record file per kind (documents.jsonl, charts.jsonl, shapes.jsonl, events.jsonl), images.jsonl (every
+image record) and the mixtures images.yaml (image tasks) and mixed.yaml (video events plus image records at the
+given per-epoch ratios) beside train.jsonl; with --colour-mix, also colour.jsonl (each image record cut down to its
+colour and shape-naming turns) and colour.yaml (COLOUR_MIX: those beside the other records, so the other skills
+keep being trained); with --read-mix, also colour.jsonl and read.yaml (READ_MIX: pages and charts drawn more often
+than shapes, the colour turns and the video records); with --tokenizer, also
 a 1024-token byte-level BPE tokenizer trained on the conversation text.
 """
 
@@ -19,18 +22,25 @@ from pathlib import Path
 from nvila.models.nvila.tokenization_nvila import save_tokenizer, train_tokenizer
 
 
+def write_mixture(path: Path, ratios: dict[str, float]) -> None:
+    """A mixture file drawing each record file of `ratios` (beside `path`) at its ratio, in the dict's order."""
+    entries = "".join(f"  - {{path: {file}, ratio: {ratio}}}\n" for file, ratio in ratios.items())
+    path.write_text("sources:\n" + entries)
+
+
 def split(data: Path, video_ratio: float, image_ratio: float) -> list[str]:
     """Write the per-kind record files and mixtures of `data`; returns its train.jsonl lines."""
     lines = (data / "train.jsonl").read_text().splitlines()
+    by_source: dict[str, list[str]] = {}
+    for line in lines:
+        by_source.setdefault(json.loads(line)["source"], []).append(line)
+    for source, kept in by_source.items():
+        (data / f"{source}.jsonl").write_text("\n".join(kept) + "\n")
     images = [line for line in lines if json.loads(line)["source"] != "events"]
-    events = [line for line in lines if json.loads(line)["source"] == "events"]
+    events = by_source.get("events", [])
     (data / "images.jsonl").write_text("\n".join(images) + "\n")
-    (data / "events.jsonl").write_text("\n".join(events) + "\n")
-    (data / "images.yaml").write_text("sources:\n  - {path: images.jsonl, ratio: 1.0}\n")
-    (data / "mixed.yaml").write_text(
-        f"sources:\n  - {{path: events.jsonl, ratio: {video_ratio}}}\n"
-        f"  - {{path: images.jsonl, ratio: {image_ratio}}}\n"
-    )
+    write_mixture(data / "images.yaml", {"images.jsonl": 1.0})
+    write_mixture(data / "mixed.yaml", {"events.jsonl": video_ratio, "images.jsonl": image_ratio})
     print(f"{data}: {len(images)} image records, {len(events)} video records")
     return lines
 
@@ -59,16 +69,21 @@ def colour_turns(record: dict) -> dict | None:
     return {**record, "conversations": turns, "meta": {**record["meta"], "template": asked[0], "templates": asked}}
 
 
-def write_colour_mix(data: Path) -> None:
-    """colour.jsonl and colour.yaml beside images.jsonl / events.jsonl (see the module docstring)."""
+#: colour.yaml's per-epoch ratios: a quarter of the colour turns and of the image records, every video record (what
+#: stage 11 of the shipped model drew: until mixtures kept each entry's ratio, the images' 0.25 also applied to the
+#: colour turns, which share their record sources, where 1.0 was written).
+COLOUR_MIX = {"colour.jsonl": 0.25, "images.jsonl": 0.25, "events.jsonl": 1.0}
+#: read.yaml's per-epoch ratios besides the video records' --video-ratio: pages have the most written words a
+#: record, charts the values and labels; the colour turns keep the colours named.
+READ_MIX = {"documents.jsonl": 3.0, "charts.jsonl": 1.5, "shapes.jsonl": 0.5, "colour.jsonl": 0.5}
+
+
+def write_colour_turns(data: Path) -> None:
+    """colour.jsonl: the image records of `data` cut down to their colour and shape-naming turns."""
     records = [colour_turns(json.loads(line)) for line in (data / "images.jsonl").read_text().splitlines()]
     kept = [r for r in records if r is not None]
     (data / "colour.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
-    (data / "colour.yaml").write_text(
-        "sources:\n  - {path: colour.jsonl, ratio: 1.0}\n  - {path: images.jsonl, ratio: 0.25}\n"
-        "  - {path: events.jsonl, ratio: 1.0}\n"
-    )
-    print(f"{data}: {len(kept)} records with colour or shape-naming questions -> colour.jsonl, colour.yaml")
+    print(f"{data}: {len(kept)} records with colour or shape-naming questions -> colour.jsonl")
 
 
 def main() -> None:
@@ -78,10 +93,15 @@ def main() -> None:
     parser.add_argument("--video-ratio", type=float, default=1.0, help="video records drawn per epoch, x their count")
     parser.add_argument("--image-ratio", type=float, default=0.33, help="image records drawn per epoch in mixed.yaml")
     parser.add_argument("--colour-mix", action="store_true", help="also write colour.jsonl and colour.yaml")
+    parser.add_argument("--read-mix", action="store_true", help="also write colour.jsonl and read.yaml")
     args = parser.parse_args()
     lines = split(args.data, args.video_ratio, args.image_ratio)
+    if args.colour_mix or args.read_mix:
+        write_colour_turns(args.data)
     if args.colour_mix:
-        write_colour_mix(args.data)
+        write_mixture(args.data / "colour.yaml", COLOUR_MIX)
+    if args.read_mix:
+        write_mixture(args.data / "read.yaml", {"events.jsonl": args.video_ratio, **READ_MIX})
     if args.tokenizer:
         texts = [turn["value"] for line in lines for turn in json.loads(line)["conversations"]]
         save_tokenizer(train_tokenizer(texts, vocab_size=1024), args.tokenizer)

@@ -1,10 +1,12 @@
 """scripts/prepare_small_model.py: the colour mix keeps exactly the colour and shape-naming turns, each answer
-still after its own question, and the image tag on the first question."""
+still after its own question, and the image tag on the first question; the read mix splits the image records by
+kind and draws each file at its own ratio."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,15 @@ def dataset(tmp_path_factory) -> Path:
     tasks = {"shapes": 40, "charts": 40, "documents": 6, "events": 4}
     write_dataset(root, tasks, seed=5, image_size=64, heldout=0, max_questions=8, progress=False, workers=1)
     return root
+
+
+def assert_drawn_at(path: Path, ratios: list[float]) -> None:
+    """An epoch of the mixture `path` draws round(ratio * size) records of its k-th file, ratios[k]."""
+    mixture = load_mixture(path)
+    draws = Counter(mixture.entries[i] for i in mixture.epoch_order(seed=0, epoch=0))
+    sizes = Counter(mixture.entries)
+    assert len(sizes) == len(ratios)
+    assert [draws[k] for k in range(len(ratios))] == [round(r * sizes[k]) for k, r in enumerate(ratios)]
 
 
 def test_colour_turns_keep_only_colour_questions_with_their_answers(prepare, dataset, monkeypatch):
@@ -48,5 +59,14 @@ def test_colour_turns_keep_only_colour_questions_with_their_answers(prepare, dat
         assert sum(t["value"].count("<image>") for t in conv) == 1
         for q, a, t in zip(conv[::2], conv[1::2], templates):
             assert (q["value"].removeprefix(prepare.IMAGE_TAG), a["value"], t) in pairs
-    mixture = load_mixture(dataset / "colour.yaml")
-    assert set(mixture.ratios.values()) == {1.0, 0.25}
+    assert_drawn_at(dataset / "colour.yaml", list(prepare.COLOUR_MIX.values()))
+
+
+def test_read_mix_splits_images_by_kind_and_draws_each_file_at_its_ratio(prepare, dataset, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["prepare", str(dataset), "--video-ratio", "2.0", "--read-mix"])
+    prepare.main()
+    images = (dataset / "images.jsonl").read_text().splitlines()
+    for source in ("documents", "charts", "shapes"):
+        lines = (dataset / f"{source}.jsonl").read_text().splitlines()
+        assert lines == [line for line in images if json.loads(line)["source"] == source]
+    assert_drawn_at(dataset / "read.yaml", [2.0, *prepare.READ_MIX.values()])

@@ -7,7 +7,8 @@ A mixture file (YAML)::
       - {path: more/ocr.jsonl, ratio: 0.5, media_root: more/}   # a random half per epoch
       - {path: small/video.jsonl, ratio: 2.0}        # every record twice per epoch
 
-Each epoch holds round(ratio * size) draws per source, shuffled together with a generator seeded by
+Each epoch holds round(ratio * size) draws per source entry (files that share a record `source` keep their own
+ratios), shuffled together with a generator seeded by
 (seed, epoch), so a position (epoch, offset) identifies the next sample exactly (resumable).
 """
 
@@ -26,18 +27,20 @@ from nvila.errors import ConfigError
 @dataclass
 class Mixture:
     records: list[Record]
-    ratios: dict[str, float]  #: source name -> ratio (1.0 for a plain records file)
+    entries: list[int]  #: per record, the index of the `sources` entry it came from (0 for a records file)
+    ratios: list[float]  #: per `sources` entry, its ratio ([1.0] for a records file)
 
     def epoch_order(self, seed: int, epoch: int) -> list[int]:
-        """Record indices visited in `epoch`."""
+        """Record indices visited in `epoch`: round(ratio * size) draws of every (entry, record source) group,
+        groups taken in (source name, entry) order, shuffled together."""
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        by_source: dict[str, list[int]] = {}
-        for index, record in enumerate(self.records):
-            by_source.setdefault(record.source, []).append(index)
+        groups: dict[tuple[str, int], list[int]] = {}
+        for index, (record, entry) in enumerate(zip(self.records, self.entries)):
+            groups.setdefault((record.source, entry), []).append(index)
         order: list[int] = []
-        for source in sorted(by_source):
-            indices = by_source[source]
-            draws = round(self.ratios.get(source, 1.0) * len(indices))
+        for key in sorted(groups):
+            indices = groups[key]
+            draws = round(self.ratios[key[1]] * len(indices))
             whole, part = divmod(draws, len(indices))
             order += indices * whole
             if part:
@@ -51,7 +54,8 @@ def load_mixture(path: str | Path, media_root: str | Path | None = None) -> Mixt
     """A records file (.jsonl / .json, ratio 1) or a mixture file (.yaml / .yml)."""
     path = Path(path)
     if path.suffix not in (".yaml", ".yml"):
-        return Mixture(read_records(path, media_root), {})
+        records = read_records(path, media_root)
+        return Mixture(records, [0] * len(records), [1.0])
     if not path.is_file():
         raise ConfigError(f"mixture file not found: {path}")
     try:
@@ -62,7 +66,8 @@ def load_mixture(path: str | Path, media_root: str | Path | None = None) -> Mixt
     if not isinstance(sources, list) or not sources:
         raise ConfigError(f"{path}: a mixture needs a non-empty 'sources' list")
     records: list[Record] = []
-    ratios: dict[str, float] = {}
+    entries: list[int] = []
+    ratios: list[float] = []
     for k, source in enumerate(sources):
         if not isinstance(source, dict) or "path" not in source:
             raise ConfigError(f"{path}: source {k + 1} needs a 'path'")
@@ -75,7 +80,7 @@ def load_mixture(path: str | Path, media_root: str | Path | None = None) -> Mixt
         file = path.parent / source["path"]
         root = path.parent / source["media_root"] if source.get("media_root") else None
         loaded = read_records(file, root)
-        for source_name in {r.source for r in loaded}:
-            ratios[source_name] = ratio
         records += loaded
-    return Mixture(records, ratios)
+        entries += [k] * len(loaded)
+        ratios.append(ratio)
+    return Mixture(records, entries, ratios)
