@@ -31,12 +31,13 @@ def write_mixture(path: Path, ratios: dict[str, float]) -> None:
 def split(data: Path, video_ratio: float, image_ratio: float) -> list[str]:
     """Write the per-kind record files and mixtures of `data`; returns its train.jsonl lines."""
     lines = (data / "train.jsonl").read_text().splitlines()
+    sources = [json.loads(line)["source"] for line in lines]
     by_source: dict[str, list[str]] = {}
-    for line in lines:
-        by_source.setdefault(json.loads(line)["source"], []).append(line)
+    for line, source in zip(lines, sources):
+        by_source.setdefault(source, []).append(line)
     for source, kept in by_source.items():
         (data / f"{source}.jsonl").write_text("\n".join(kept) + "\n")
-    images = [line for line in lines if json.loads(line)["source"] != "events"]
+    images = [line for line, source in zip(lines, sources) if source != "events"]
     events = by_source.get("events", [])
     (data / "images.jsonl").write_text("\n".join(images) + "\n")
     write_mixture(data / "images.yaml", {"images.jsonl": 1.0})

@@ -8,8 +8,8 @@ A mixture file (YAML)::
       - {path: small/video.jsonl, ratio: 2.0}        # every record twice per epoch
 
 Each epoch holds round(ratio * size) draws per source entry (files that share a record `source` keep their own
-ratios), shuffled together with a generator seeded by
-(seed, epoch), so a position (epoch, offset) identifies the next sample exactly (resumable).
+ratios), shuffled together with a generator seeded by (seed, epoch), so a position (epoch, offset) identifies the
+next sample exactly (resumable).
 """
 
 from __future__ import annotations
