@@ -14,16 +14,18 @@ from nvila.data.collate import collate_packed, collate_padded
 from nvila.data.dataset import ConversationDataset
 from nvila.data.records import read_records
 from nvila.errors import ConfigError
+from nvila.factory import random_pretrained
+from nvila.models.nvila.configuration_nvila import from_name
 from nvila.train.reading_loss import ReadingLoss, mass_loss, place_answers
 from nvila.train.recipe import ReadingSpec, load_recipe
 from nvila.train.scene_targets import SceneTargetDataset, batch_targets
 
 
-def placed_batch(model, processor, reading_data, packed: bool, single_turns: bool):
+def placed_batch(model, processor, reading_data, packed: bool, single_turns: bool, spell: bool = False):
     """(model inputs, placed answers, word targets) of the reading records in one batch."""
     records = read_records(reading_data)
     dataset = ConversationDataset(records, processor, max_length=1024, single_turns=single_turns)
-    items = SceneTargetDataset(dataset, processor, words=True, answers=True)
+    items = SceneTargetDataset(dataset, processor, words=True, answers=True, spell=spell)
     scenes = [items[i] for i in range(len(items)) if items[i].answers][:4]
     samples, cfg = [s.sample for s in scenes], processor.config
     if packed:
@@ -37,13 +39,16 @@ def placed_batch(model, processor, reading_data, packed: bool, single_turns: boo
     return batch.model_kwargs("cpu"), place_answers(scenes, layout, cfg.image_token_id), words
 
 
-@pytest.mark.parametrize(("packed", "single_turns"), [(False, False), (True, True), (True, False)])
-def test_the_taps_read_the_heads_own_attention_and_output(tiny_s2_model, reading_data, packed, single_turns):
+@pytest.mark.parametrize(
+    ("packed", "single_turns", "spell"), [(False, False, False), (True, True, False), (True, False, True)]
+)
+def test_the_taps_read_the_heads_own_attention_and_output(tiny_s2_model, reading_data, packed, single_turns, spell):
     model, processor = tiny_s2_model
     model.eval()
-    kwargs, answers, _ = placed_batch(model, processor, reading_data, packed, single_turns)
+    kwargs, answers, _ = placed_batch(model, processor, reading_data, packed, single_turns, spell)
     assert len(answers) >= 6 and any(a.digits.any() for a in answers)
-    spec = ReadingSpec(number=1.0, address=1.0, copy=1.0, layer=1)
+    assert spell == any(a.head == 1 for a in answers)
+    spec = ReadingSpec(number=1.0, address=1.0, copy=1.0, layer=1, spell=spell)
     reading = ReadingLoss(model, spec)
     attn = model.llm.model.layers[1].self_attn
     values = []
@@ -58,17 +63,19 @@ def test_the_taps_read_the_heads_own_attention_and_output(tiny_s2_model, reading
         hook.remove()
         reading.remove()
     for a in answers:  # softmax over the chosen keys = the model's attention there, renormalised
-        for tap, layer, keys in ((reading.address, 1, a.image), (reading.number, 0, a.seen)):
-            weights = out.attentions[layer][a.row, 0, a.at, keys]
-            torch.testing.assert_close(torch.softmax(tap.logits(0, a.row, a.at, keys), 0), weights / weights.sum())
+        for tap, layer, head, keys in ((reading.address, 1, a.head, a.image), (reading.number, 0, 0, a.seen)):
+            weights = out.attentions[layer][a.row, head, a.at, keys]
+            torch.testing.assert_close(torch.softmax(tap.logits(head, a.row, a.at, keys), 0), weights / weights.sum())
         seen_by_query = out.attentions[0][a.row, 0, a.at] > 0
         assert seen_by_query[a.seen].all() and int(seen_by_query.sum()) == len(a.seen)  # exactly what it sees
-    a = answers[0]
+    a = next(a for a in answers if a.head == int(spell))
     d, heads = attn.head_dim, attn.o_proj.in_features // attn.head_dim
-    v = values[0][a.row, a.image].view(len(a.image), -1, d)[:, 0]  # the forward pass's own values, head 0's group
-    weights = torch.softmax(reading.address.logits(0, a.row, a.at, a.image), 0)
-    mixed = torch.cat([weights @ v, torch.zeros((heads - 1) * d)])  # head 0's output, the other heads silent
-    torch.testing.assert_close(reading.address.output(0, a.row, a.image, weights), attn.o_proj(mixed))
+    group = a.head // attn.num_key_value_groups
+    v = values[0][a.row, a.image].view(len(a.image), -1, d)[:, group]  # the forward pass's own values, the head's
+    weights = torch.softmax(reading.address.logits(a.head, a.row, a.at, a.image), 0)
+    mixed = torch.zeros(heads, d)
+    mixed[a.head] = weights @ v  # the head's output, the other heads silent
+    torch.testing.assert_close(reading.address.output(a.head, a.row, a.image, weights), attn.o_proj(mixed.flatten()))
     expected = spec.number * metrics["reading_number_loss"] + spec.address * metrics["reading_address_loss"]
     assert math.isclose(float(total), expected + spec.copy * metrics["reading_copy_loss"], rel_tol=1e-5)
     assert all(0 <= metrics[f"reading_{k}_accuracy"] <= 1 for k in ("number", "address", "copy"))
@@ -110,9 +117,9 @@ def rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("packing", [False, True])
-def test_a_run_with_the_reading_losses_lowers_them(make_recipe, reading_data, packing):
-    reading = {"number": 1.0, "address": 1.0, "copy": 1.0, "layer": 1}
+@pytest.mark.parametrize(("packing", "spell"), [(False, False), (True, False), (False, True)])
+def test_a_run_with_the_reading_losses_lowers_them(make_recipe, reading_data, packing, spell):
+    reading = {"number": 1.0, "address": 1.0, "copy": 1.0, "layer": 1, "spell": spell, "question_words": spell}
     path = make_recipe(
         "reads",
         max_steps=30,
@@ -166,3 +173,10 @@ def test_a_layer_past_the_llm_is_refused(tiny_s2_model):
     model, _ = tiny_s2_model
     with pytest.raises(ConfigError, match="reading.layer"):
         ReadingLoss(model, ReadingSpec(address=1.0, layer=len(model.llm.model.layers)))
+
+
+def test_spelling_with_one_head_is_refused():
+    cfg = from_name("tiny").with_overrides({"text": {"num_attention_heads": 1, "num_key_value_heads": 1}})
+    model, _ = random_pretrained(cfg)
+    with pytest.raises(ConfigError, match="reading.spell"):
+        ReadingLoss(model, ReadingSpec(address=1.0, layer=1, spell=True))

@@ -19,7 +19,7 @@ from nvila.train.scene_targets import (
     box_tokens,
     digit_token_ids,
 )
-from nvila.train.word_loss import scene_text, word_targets
+from nvila.train.word_loss import first_token, scene_text, word_targets
 
 PAGE = (168, 168)  # the pages of `reading_data`: 3 x 3 tiles of the 56 px tiny model
 
@@ -132,3 +132,58 @@ def test_a_centre_address_is_the_word_losss_token_of_each_box_holding_the_word(r
         held = [box for box in boxes if box[0] == word]
         assert narrow.written == sorted({i for i, _ in word_targets(held, PAGE, cfg, (3, 3), {word: 0})})
         assert set(narrow.written) <= set(wide.written)
+
+
+def test_spelled_answers_read_every_written_word_at_its_first_and_second_token(records, processor):
+    dataset = ConversationDataset(records, processor, max_length=1024)
+    plain = SceneTargetDataset(dataset, processor, words=False, answers=True)
+    spelled = SceneTargetDataset(dataset, processor, words=False, answers=True, spell=True)
+    tokenizer, cfg = processor.tokenizer, processor.config
+    counted = {"second tokens": 0, "later words": 0}
+    for index, record in enumerate(records):
+        sample, boxes = dataset[index], scene_text(record.meta["template"], record.meta["scene"])
+        written = {box[0] for box in boxes}
+        expected, firsts = [], []
+        for (start, _), template, answer in zip(answer_runs(sample.labels), record.meta["templates"], record.answers):
+            if template not in READ_TEMPLATES or answer.split()[0] not in written:
+                continue
+            position = start
+            for j, word in enumerate(answer.split()):
+                ids = tokenizer((" " if j else "") + word, add_special_tokens=False).input_ids
+                if word in written:
+                    expected.append((position - 1, first_token(tokenizer, word), 0, word))
+                    firsts += expected[-1:] if j == 0 else []
+                    counted["later words"] += j > 0
+                    if len(ids) > 1:
+                        expected.append((position, ids[1], 1, word))
+                        counted["second tokens"] += 1
+                position += len(ids)
+        targets = spelled[index].answers
+        assert [(t.at, t.token, t.head) for t in targets] == [e[:3] for e in expected]
+        for target, (*_, word) in zip(targets, expected):
+            held = [box for box in boxes if box[0] == word]
+            assert target.written == sorted({i for i, _ in word_targets(held, PAGE, cfg, (3, 3), {word: 0})})
+            assert sample.labels[target.at + 1] == target.token or target.head == 0  # a later word: " W" vs "W"
+        # an answer's first token is read as without `spell` (the stages before it)
+        assert [(t.at, t.token, t.written) for t in plain[index].answers] == [
+            (t.at, t.token, t.written) for t in targets if (t.at, t.token, t.head) in {f[:3] for f in firsts}
+        ]
+    assert counted["second tokens"] >= 10 and counted["later words"] >= 1, counted
+
+
+def test_question_words_point_at_the_label_the_question_names(records, processor):
+    dataset = ConversationDataset(records, processor, max_length=1024, single_turns=True)
+    items = SceneTargetDataset(dataset, processor, words=False, answers=True, question_words=True)
+    tokenizer = processor.tokenizer
+    labels = 0
+    for index, record in enumerate(records):
+        written = {box[0] for box in scene_text(record.meta["template"], record.meta["scene"])}
+        asked = [m["content"] for m in record.messages if m["role"] == "user"]
+        read = [q for t, q in zip(record.meta["templates"], asked) if t in READ_TEMPLATES]
+        sample = items[index].sample
+        for target, question in zip(items[index].answers, read):
+            named = [w for w in re.findall(r"\w+", question) if w.isdigit() or w in written]
+            pointed = tokenizer.decode([sample.input_ids[p] for p in target.digits])
+            assert pointed.replace(" ", "") == "".join(named), (question, pointed)
+            labels += any(not w.isdigit() for w in named)
+    assert labels >= 3

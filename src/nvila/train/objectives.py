@@ -121,7 +121,15 @@ class LanguageModelling(Objective):
         self.answers = reading.reads_answers
         if self.scene_targets:
             centre = reading.where == "centre"
-            self.items = SceneTargetDataset(setup.dataset, setup.processor, self.words, self.answers, centre)
+            self.items = SceneTargetDataset(
+                setup.dataset,
+                setup.processor,
+                self.words,
+                self.answers,
+                centre,
+                spell=reading.spell,
+                question_words=reading.question_words,
+            )
         self.reading = ReadingLoss(self.model, reading) if reading.enabled else None
         self.module = PixelLossModel(self.model) if self.pixel_weight > 0 else self.model
 

@@ -17,8 +17,11 @@ answer's first token (`scene_targets.AnswerTarget`):
   computed from), through the final norm and LM head, names every written word at its centre token (the word
   loss's targets, `word_loss.WordBatchTargets`), so the head has the word to copy: cross-entropy.
 
-Each is a mean over the micro-batch's answers (or words) with targets; the objective weights it like the word
-loss.
+With `reading.spell` every word of an answer written in the image is read the same way at the position predicting
+its first token, and head 1 of layer `reading.layer` reads its second token (a title word "Sun" is "S" "un", a
+value "37" is "3" "7"); with `reading.question_words` the number head's targets also hold the question's words
+that are written in the image (a chart's label). Each is a mean over the micro-batch's answers (or words) with
+targets; the objective weights it like the word loss.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ class PlacedAnswer:
     image: torch.Tensor  #: [k] the sample's image-token positions
     written: torch.Tensor  #: [k] bool: where the answer's first word is written
     seen: torch.Tensor  #: [s] positions the answering position sees
-    digits: torch.Tensor  #: [s] bool: the question's digit tokens among them
+    digits: torch.Tensor  #: [s] bool: the question's pointer tokens among them
+    head: int  #: the head of the address layer that reads it
 
 
 def place_answers(
@@ -112,7 +116,9 @@ def place_answers(
             written[a.written] = True
             seen = torch.tensor(a.seen)
             digits = torch.isin(seen, torch.tensor(a.digits, dtype=torch.long))
-            placed.append(PlacedAnswer(row, offset + a.at, a.token, offset + image, written, offset + seen, digits))
+            placed.append(
+                PlacedAnswer(row, offset + a.at, a.token, offset + image, written, offset + seen, digits, a.head)
+            )
     return placed
 
 
@@ -124,6 +130,8 @@ class ReadingLoss:
         layers = llm.model.layers
         if not 0 < spec.layer < len(layers):
             raise ConfigError(f"reading.layer: {spec.layer} is not a layer after the first (the LLM has {len(layers)})")
+        if spec.spell and llm.config.num_attention_heads < 2:
+            raise ConfigError("reading.spell reads a word's second token with head 1: the LLM has one head")
         self.spec, self.norm, self.lm_head = spec, llm.model.norm, llm.lm_head
         self.address = AttentionTap(layers[spec.layer].self_attn)
         self.number = AttentionTap(layers[spec.layer - 1].self_attn) if spec.number > 0 else None
@@ -168,7 +176,7 @@ class ReadingLoss:
             add(name, weight, [mass_loss(s, on.to(device)) for s, on in scored], on_target)
 
         looks = (
-            [self.address.logits(0, a.row, a.at, a.image.to(device)) for a in answers]
+            [self.address.logits(a.head, a.row, a.at, a.image.to(device)) for a in answers]
             if spec.address or spec.copy
             else []
         )
@@ -177,7 +185,7 @@ class ReadingLoss:
         if spec.copy > 0 and answers:
             written = torch.stack(
                 [
-                    self.address.output(0, a.row, a.image.to(device), torch.softmax(s.float(), 0))
+                    self.address.output(a.head, a.row, a.image.to(device), torch.softmax(s.float(), 0))
                     for s, a in zip(looks, answers)
                 ]
             )

@@ -83,6 +83,13 @@ class ReadingSpec:
     #: the image tokens the address head should look at: "centre", the token at the centre of each box holding the
     #: answer's word (the word loss's token, which names the word), or "box", every token along the box
     where: str = "centre"
+    #: supervise every word of an answer that is written in the image, not its first alone: the address and copy
+    #: at each word's first token (head 0) and at its second (head 1 of the same layer: a title word "Sun" is
+    #: tokens "S" "un", a value "37" tokens "3" "7")
+    spell: bool = False
+    #: the number head also attends to the question's words written in the image (a chart's label: "the value of
+    #: owl"), not only its digits
+    question_words: bool = False
 
     @property
     def enabled(self) -> bool:

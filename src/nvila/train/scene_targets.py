@@ -10,8 +10,10 @@ sample positions (indices into the sample's `input_ids`); image-token indices co
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import numpy as np
 import torch
@@ -44,15 +46,18 @@ READ_TEMPLATES = frozenset(
 
 @dataclass
 class AnswerTarget:
-    """Where one answer of a sample is read: the position that predicts its first token (`at`), the token, the
-    image tokens where that word is written, and the question's digit tokens (its line number) among the positions
-    the answering position sees (`seen`: its own turn or branch and what it may attend to before it)."""
+    """Where one token of an answer is read: the position that predicts it (`at`), the token, the image tokens
+    where its word is written, the question's pointer tokens (its line number; with `question_words` also the
+    words it shares with the image, a chart's label) among the positions the answering position sees (`seen`: its
+    own turn or branch and what it may attend to before it), and the head that copies it (0: a word's first
+    token, 1: its second)."""
 
     at: int
     token: int
     written: list[int]  #: indices among the sample's image tokens (each box's centre token, or its middle row)
-    digits: list[int]  #: sample positions of the question's digit tokens (empty: the question names no number)
+    digits: list[int]  #: sample positions of the question's pointer tokens (empty: the question names none)
     seen: list[int]  #: sample positions visible at `at`, `at` included
+    head: int = 0
 
 
 @dataclass
@@ -85,6 +90,28 @@ def box_tokens(box: TextBox, size: Sequence[int], cfg: NVILAConfig, block: Block
     return sorted({index for index, _ in word_targets(points, size, cfg, block, {word: 0})})
 
 
+def answer_words(tokenizer, answer: str, labels: Sequence[int], at: int) -> list[tuple[str, int, int]]:
+    """(word, first, end) of each word of `answer`: [first, end) the positions of its tokens among `labels`, whose
+    answer run starts at `at`; [] when the labels there are not the answer's tokens (a sample cut short)."""
+    ids = tokenizer(answer, add_special_tokens=False).input_ids
+    if list(labels[at : at + len(ids)]) != ids:
+        return []
+    starts = [k for k, i in enumerate(ids) if k == 0 or tokenizer.decode([i])[:1].isspace()]
+    return [
+        (word, at + first, at + end)
+        for word, first, end in zip(answer.split(), starts, [*starts[1:], len(ids)], strict=False)
+    ]
+
+
+def question_words_at(tokenizer, ids: Sequence[int], positions: Sequence[int], words: set[str]) -> list[int]:
+    """The positions among `positions` whose token is part of a whole word of `words` in the text the tokens there
+    spell (a word may be several tokens; "assistant" in the chat template does not hold "ant")."""
+    texts = [tokenizer.decode([ids[p]]) for p in positions]
+    ends = list(accumulate(len(t) for t in texts))
+    spans = [m.span() for m in re.finditer(r"\w+", "".join(texts)) if m.group() in words]
+    return [p for p, end, t in zip(positions, ends, texts) if any(s < end and end - len(t) < e for s, e in spans)]
+
+
 def answer_targets(
     sample: EncodedSample,
     templates: Sequence[str],
@@ -94,32 +121,57 @@ def answer_targets(
     cfg: NVILAConfig,
     digit_ids: frozenset[int],
     centre: bool = True,
+    *,
+    tokenizer=None,
+    spell: bool = False,
+    question_words: bool = False,
 ) -> list[AnswerTarget]:
-    """The `AnswerTarget` of every answer of `sample` asked from a `READ_TEMPLATES` template whose first word is
+    """The `AnswerTarget`s of every answer of `sample` asked from a `READ_TEMPLATES` template whose first word is
     written in the image (every box holding it: a word may be written twice): the tokens along each box, or with
     `centre` the one token at each box's centre (the word loss's target). `templates` and `answers` are the
-    record's, turn by turn; a sample cut short keeps its first answers, so answers pair with turns in order."""
+    record's, turn by turn; a sample cut short keeps its first answers, so answers pair with turns in order.
+
+    One target per answer (its first token, head 0) unless `spell`: then every word of the answer written in the
+    image gets one at its first token (head 0, the token the word loss names: the word written without a leading
+    space) and one at its second (head 1). The pointers are the question's digit tokens, and with
+    `question_words` the tokens of its words that are written in the image (`question_words_at`). `spell` and
+    `question_words` need `tokenizer`."""
     ids, labels, branches, block = sample.input_ids, sample.labels, sample.branches, sample.block_sizes[0]
     prefix = branches[0][0] if branches else 0
+    written_words = {box[0] for box in boxes}
     targets = []
     runs = answer_runs(labels)
-    for k, ((at, _), template, answer) in enumerate(zip(runs, templates, answers)):
-        word = answer.split()[0] if answer.split() else ""
+
+    def written_at(word: str) -> list[int]:
         held = [box for box in boxes if box[0] == word]
-        if template not in READ_TEMPLATES or not held or at == 0:
-            continue
         if centre:
-            written = sorted({i for i, _ in word_targets(held, size, cfg, block, {word: 0})})
-        else:
-            written = sorted({i for box in held for i in box_tokens(box, size, cfg, block)})
+            return sorted({i for i, _ in word_targets(held, size, cfg, block, {word: 0})})
+        return sorted({i for box in held for i in box_tokens(box, size, cfg, block)})
+
+    for k, ((at, _), template, answer) in enumerate(zip(runs, templates, answers)):
+        first_word = answer.split()[0] if answer.split() else ""
+        if template not in READ_TEMPLATES or first_word not in written_words or at == 0:
+            continue
         if branches:  # a branch sees the shared prefix and itself; its question starts the branch
             start = branches[k][0]
-            seen = list(range(prefix)) + list(range(start, at))
+            visible = list(range(prefix))
         else:  # a turn sees everything before it; its question follows the previous answer
             start = runs[k - 1][1] if k else 0
-            seen = list(range(at))
-        digits = [p for p in range(start, at) if ids[p] in digit_ids]
-        targets.append(AnswerTarget(at - 1, labels[at], written, digits, seen))
+            visible = list(range(start))
+        asked = range(start, at)
+        words = set(question_words_at(tokenizer, ids, asked, written_words)) if question_words else set()
+        digits = [p for p in asked if ids[p] in digit_ids or p in words]
+        reads = [(at, labels[at], 0, first_word)]
+        if spell:
+            reads = []
+            for word, first, end in answer_words(tokenizer, answer, labels, at):
+                if word in written_words:
+                    reads.append((first, first_token(tokenizer, word), 0, word))
+                    if end - first > 1:
+                        reads.append((first + 1, labels[first + 1], 1, word))
+        for position, token, head, word in reads:
+            seen = visible + list(range(start, position))
+            targets.append(AnswerTarget(position - 1, token, written_at(word), digits, seen, head))
     return targets
 
 
@@ -130,9 +182,10 @@ def digit_token_ids(tokenizer) -> frozenset[int]:
 
 class SceneTargetDataset:
     """`dataset[i]` as a `SceneSample` (None where the dataset skips record i): word targets when `words`, answer
-    targets when `answers` (addressed at the word's centre token when `centre`, `answer_targets`), for records of
-    one image whose scene is a synth document page or chart (`word_loss.WRITTEN`), on the Dynamic-S2 raster (or a
-    single tile)."""
+    targets when `answers` (addressed at the word's centre token when `centre`; every token of every written word
+    when `spell`, the question's written words as pointers when `question_words`: `answer_targets`), for records
+    of one image whose scene is a synth document page or chart (`word_loss.WRITTEN`), on the Dynamic-S2 raster (or
+    a single tile)."""
 
     def __init__(
         self,
@@ -141,6 +194,9 @@ class SceneTargetDataset:
         words: bool = True,
         answers: bool = False,
         centre: bool = True,
+        *,
+        spell: bool = False,
+        question_words: bool = False,
     ) -> None:
         cfg = processor.config
         if not cfg.dynamic_s2 and cfg.image_aspect_ratio != "resize":
@@ -152,6 +208,7 @@ class SceneTargetDataset:
         self._tokenizer = processor.tokenizer
         self._token_id: dict[str, int] = {}
         self._digits = digit_token_ids(processor.tokenizer) if answers else frozenset()
+        self.spell, self.question_words = spell, question_words
 
     @property
     def stats(self):
@@ -191,6 +248,9 @@ class SceneTargetDataset:
                 self.cfg,
                 self._digits,
                 self.centre,
+                tokenizer=self._tokenizer,
+                spell=self.spell,
+                question_words=self.question_words,
             )
         return out
 
