@@ -16,7 +16,7 @@ from nvila.data.records import read_records
 from nvila.errors import ConfigError
 from nvila.factory import random_pretrained
 from nvila.models.nvila.configuration_nvila import from_name
-from nvila.train.reading_loss import ReadingLoss, mass_loss, place_answers
+from nvila.train.reading_loss import ReadingLoss, mass_loss, place_answers, place_columns
 from nvila.train.recipe import ReadingSpec, load_recipe
 from nvila.train.scene_targets import SceneTargetDataset, batch_targets
 
@@ -63,7 +63,7 @@ def test_the_taps_read_the_heads_own_attention_and_output(tiny_s2_model, reading
         hook.remove()
         reading.remove()
     for a in answers:  # softmax over the chosen keys = the model's attention there, renormalised
-        for tap, layer, head, keys in ((reading.address, 1, a.head, a.image), (reading.number, 0, 0, a.seen)):
+        for tap, layer, head, keys in ((reading.address, 1, a.head, a.image), (reading.before, 0, 0, a.seen)):
             weights = out.attentions[layer][a.row, head, a.at, keys]
             torch.testing.assert_close(torch.softmax(tap.logits(head, a.row, a.at, keys), 0), weights / weights.sum())
         seen_by_query = out.attentions[0][a.row, 0, a.at] > 0
@@ -79,6 +79,47 @@ def test_the_taps_read_the_heads_own_attention_and_output(tiny_s2_model, reading
     expected = spec.number * metrics["reading_number_loss"] + spec.address * metrics["reading_address_loss"]
     assert math.isclose(float(total), expected + spec.copy * metrics["reading_copy_loss"], rel_tol=1e-5)
     assert all(0 <= metrics[f"reading_{k}_accuracy"] <= 1 for k in ("number", "address", "copy"))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_the_column_loss_scores_the_last_heads_attention_from_each_label_to_its_value(
+    tiny_s2_model, reading_data, packed
+):
+    model, processor = tiny_s2_model
+    model.eval()
+    records = read_records(reading_data)
+    dataset = ConversationDataset(records, processor, max_length=1024)
+    items = SceneTargetDataset(dataset, processor, words=False, columns=True)
+    scenes = [items[i] for i in range(len(items)) if items[i].columns][:4]
+    samples, cfg = [s.sample for s in scenes], processor.config
+    if packed:
+        batch = collate_packed([samples[:2], samples[2:]], processor.pad_token_id, cfg)
+        first = [len(samples[0].input_ids), len(samples[2].input_ids)]
+        layout = [(0, 0), (0, first[0]), (1, 0), (1, first[1])]
+    else:
+        batch = collate_padded(samples, processor.pad_token_id, cfg)
+        layout = [(row, 0) for row in range(len(samples))]
+    columns = place_columns(scenes, layout, cfg.image_token_id)
+    assert len(columns) == sum(len(s.columns) for s in scenes) >= 12
+    reading = ReadingLoss(model, ReadingSpec(column=2.0, layer=1))
+    model.llm.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            out = model(**batch.model_kwargs("cpu"), output_attentions=True)
+            total, metrics = reading([], None, columns)
+    finally:
+        model.llm.set_attn_implementation("sdpa")
+        reading.remove()
+    head, losses = model.llm.config.num_attention_heads - 1, []
+    for c in columns:
+        assert (batch.input_ids[c.row, c.keys] == cfg.image_token_id).all() and c.keys[-1] == c.at
+        weights = out.attentions[0][c.row, head, c.at, c.keys]  # the model's own attention, renormalised
+        torch.testing.assert_close(
+            torch.softmax(reading.before.logits(head, c.row, c.at, c.keys), 0), weights / weights.sum()
+        )
+        losses.append(-math.log(float(weights[c.value].sum() / weights.sum())))
+    assert math.isclose(metrics["reading_column_loss"], sum(losses) / len(losses), rel_tol=1e-4)
+    assert math.isclose(float(total), 2.0 * metrics["reading_column_loss"], rel_tol=1e-5)
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -119,7 +160,9 @@ def rows(run: Path) -> list[dict]:
 
 @pytest.mark.parametrize(("packing", "spell"), [(False, False), (True, False), (False, True)])
 def test_a_run_with_the_reading_losses_lowers_them(make_recipe, reading_data, packing, spell):
-    reading = {"number": 1.0, "address": 1.0, "copy": 1.0, "layer": 1, "spell": spell, "question_words": spell}
+    reading = {"number": 1.0, "address": 1.0, "copy": 1.0, "layer": 1}
+    if spell:  # and the column loss
+        reading.update(spell=True, question_words=True, column=1.0)
     path = make_recipe(
         "reads",
         max_steps=30,
@@ -132,7 +175,7 @@ def test_a_run_with_the_reading_losses_lowers_them(make_recipe, reading_data, pa
     assert main(["train", "--recipe", path]) == 0
     logged = rows(Path(path).parent / "reads")
     assert len(logged) == 30
-    for name in ("number", "address", "copy"):  # a step of charts alone has no line number to look at
+    for name in ("number", "address", "copy", *(["column"] if spell else [])):  # charts alone: no line number
         curve = [row[f"reading_{name}_loss"] for row in logged if f"reading_{name}_loss" in row]
         assert len(curve) >= 20 and all(math.isfinite(x) for x in curve)
         assert sum(curve[-3:]) < 0.9 * sum(curve[:3]), (name, curve)

@@ -13,6 +13,7 @@ from nvila.data.records import read_records
 from nvila.synth import documents
 from nvila.train.scene_targets import (
     READ_TEMPLATES,
+    VALUE_TEMPLATES,
     SceneTargetDataset,
     answer_runs,
     answer_targets,
@@ -187,3 +188,34 @@ def test_question_words_point_at_the_label_the_question_names(records, processor
             assert pointed.replace(" ", "") == "".join(named), (question, pointed)
             labels += any(not w.isdigit() for w in named)
     assert labels >= 3
+
+
+def test_columns_pair_each_chart_label_with_the_value_above_it_and_values_are_read_at_the_label(records, processor):
+    dataset = ConversationDataset(records, processor, max_length=1024)
+    plain = SceneTargetDataset(dataset, processor, answers=True, spell=True)
+    columned = SceneTargetDataset(dataset, processor, answers=True, spell=True, columns=True)
+    cfg, values = processor.config, 0
+    for index, record in enumerate(records):
+        template = record.meta["template"]
+        if not template.startswith("charts/"):
+            assert columned[index].columns == []
+            continue
+        scene = record.meta["scene"]
+        items = scene["bars"] if scene["kind"] == "bar" else scene["points"]
+        boxes = scene_text(template, scene)
+        centre = {box[0]: word_targets([box], PAGE, cfg, (3, 3), {box[0]: 0})[0][0] for box in boxes}
+
+        expected = [(centre[item["label"]], centre[str(item["value"])]) for item in items]
+        assert columned[index].columns == expected and all(label > value for label, value in expected)
+        label_of = {str(item["value"]): item["label"] for item in items}
+        runs = answer_runs(dataset[index].labels)
+        before, after = plain[index].answers, columned[index].answers
+        assert [(a.at, a.token, a.head) for a in before] == [(a.at, a.token, a.head) for a in after]
+        for old, new in zip(before, after):
+            turn = next(k for k, (start, end) in enumerate(runs) if start <= new.at + 1 < end)
+            if record.meta["templates"][turn] in VALUE_TEMPLATES:  # addressed at the label, not the value
+                assert new.written == [centre[label_of[record.answers[turn]]]] != old.written
+                values += 1
+            else:
+                assert new.written == old.written
+    assert values >= 3

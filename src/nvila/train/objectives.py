@@ -31,7 +31,7 @@ from nvila.models.nvila.modeling_nvila import NVILAForConditionalGeneration
 from nvila.models.nvila.processing_nvila import NVILAProcessor
 from nvila.prompt import IGNORE_INDEX
 from nvila.train.pixel_loss import PixelLossModel
-from nvila.train.reading_loss import PlacedAnswer, ReadingLoss, place_answers
+from nvila.train.reading_loss import PlacedAnswer, PlacedColumn, ReadingLoss, place_answers, place_columns
 from nvila.train.recipe import Recipe
 from nvila.train.scene_targets import SceneTargetDataset, batch_targets
 from nvila.train.vision_heads import HeadTargets, TowerWithHeads, head_batch
@@ -101,6 +101,7 @@ class LanguageModellingBatch:
     batch: TrainBatch
     words: WordBatchTargets | None = None
     answers: list[PlacedAnswer] = field(default_factory=list)
+    columns: list[PlacedColumn] = field(default_factory=list)
 
 
 class LanguageModelling(Objective):
@@ -129,6 +130,7 @@ class LanguageModelling(Objective):
                 centre,
                 spell=reading.spell,
                 question_words=reading.question_words,
+                columns=reading.column > 0,
             )
         self.reading = ReadingLoss(self.model, reading) if reading.enabled else None
         self.module = PixelLossModel(self.model) if self.pixel_weight > 0 else self.model
@@ -158,7 +160,8 @@ class LanguageModelling(Objective):
             return LanguageModellingBatch(batch)
         words = batch_targets(batch.input_ids, scenes, cfg.image_token_id) if self.words else None
         answers = place_answers(scenes, layout, cfg.image_token_id) if self.answers else []
-        return LanguageModellingBatch(batch, words, answers)
+        columns = place_columns(scenes, layout, cfg.image_token_id) if self.recipe.reading.column > 0 else []
+        return LanguageModellingBatch(batch, words, answers, columns)
 
     def count(self, batch: LanguageModellingBatch) -> int:
         return batch.batch.n_label_tokens
@@ -180,7 +183,7 @@ class LanguageModelling(Objective):
         if word is not None:
             extra = extra + self.word_weight * word[0] * share
             metrics.update(word_loss=float(word[0].detach()), word_accuracy=word[1])
-        read = self.reading(batch.answers, batch.words) if self.reading is not None else None
+        read = self.reading(batch.answers, batch.words, batch.columns) if self.reading is not None else None
         if read is not None:
             extra = extra + read[0] * share
             metrics.update(read[1])

@@ -20,8 +20,12 @@ answer's first token (`scene_targets.AnswerTarget`):
 With `reading.spell` every word of an answer written in the image is read the same way at the position predicting
 its first token, and head 1 of layer `reading.layer` reads its second token (a title word "Sun" is "S" "un", a
 value "37" is "3" "7"); with `reading.question_words` the number head's targets also hold the question's words
-that are written in the image (a chart's label). Each is a mean over the micro-batch's answers (or words) with
-targets; the objective weights it like the word loss.
+that are written in the image (a chart's label). With `reading.column` a chart's value is read where its label is
+written, which the question names: the last head of layer `reading.layer - 1` at each label's token attends to
+the value written above it (-log of its mass there, among the image tokens the label's token sees; the column
+loss), and the address and copy of a value question target the label's token (what the value is copied from),
+not the value's. Each is a mean over the micro-batch's answers (or words, or columns) with targets; the
+objective weights it like the word loss.
 """
 
 from __future__ import annotations
@@ -122,6 +126,32 @@ def place_answers(
     return placed
 
 
+@dataclass
+class PlacedColumn:
+    """A chart item's column placed in a batch: its row, its label's position, the image-token positions the
+    label's token sees (its sample's, up to and including itself) and which of them holds its value."""
+
+    row: int
+    at: int
+    keys: torch.Tensor  #: [k] positions
+    value: torch.Tensor  #: [k] bool
+
+
+def place_columns(
+    samples: Sequence[SceneSample], layout: Sequence[tuple[int, int]], image_token_id: int
+) -> list[PlacedColumn]:
+    """The chart columns of `samples` laid out at (row, offset) each (`layout`, one pair per sample)."""
+    placed = []
+    for scene, (row, offset) in zip(samples, layout, strict=True):
+        if not scene.columns:
+            continue
+        image = offset + torch.tensor([p for p, t in enumerate(scene.sample.input_ids) if t == image_token_id])
+        for label, value in scene.columns:
+            keys = image[: label + 1]
+            placed.append(PlacedColumn(row, int(image[label]), keys, torch.arange(label + 1) == value))
+    return placed
+
+
 class ReadingLoss:
     """The reading losses of a model (see the module docstring); call after each forward pass of the model."""
 
@@ -134,7 +164,9 @@ class ReadingLoss:
             raise ConfigError("reading.spell reads a word's second token with head 1: the LLM has one head")
         self.spec, self.norm, self.lm_head = spec, llm.model.norm, llm.lm_head
         self.address = AttentionTap(layers[spec.layer].self_attn)
-        self.number = AttentionTap(layers[spec.layer - 1].self_attn) if spec.number > 0 else None
+        #: the layer before the address layer: the number head, and the column head (its last head)
+        self.before = AttentionTap(layers[spec.layer - 1].self_attn) if spec.number > 0 or spec.column > 0 else None
+        self.column_head = llm.config.num_attention_heads - 1
         self._entering = (
             layers[spec.layer].register_forward_pre_hook(self._enter, with_kwargs=True) if spec.words > 0 else None
         )
@@ -144,18 +176,23 @@ class ReadingLoss:
 
     def remove(self) -> None:
         """Stop tapping the model."""
-        for tap in (self.address, self.number, self._entering):
+        for tap in (self.address, self.before, self._entering):
             if tap is not None:
                 tap.remove()
 
     def __call__(
-        self, answers: Sequence[PlacedAnswer], words: WordBatchTargets | None = None
+        self,
+        answers: Sequence[PlacedAnswer],
+        words: WordBatchTargets | None = None,
+        columns: Sequence[PlacedColumn] = (),
     ) -> tuple[torch.Tensor, dict[str, float]] | None:
-        """(the weighted sum of the mean losses, metrics: each loss and the share of answers (or words) it gets
-        right) over the answers and written words of the last forward pass; None when there are neither."""
+        """(the weighted sum of the mean losses, metrics: each loss and the share of answers (or words, or columns)
+        it gets right) over the answers, written words and chart columns of the last forward pass; None when there
+        are none."""
         answers = answers if self.spec.reads_answers else []
+        columns = columns if self.spec.column > 0 else []
         named = words is not None and self._entering is not None and words.positions.numel() > 0
-        if not answers and not named:
+        if not answers and not named and not columns:
             return None
         spec, device = self.spec, self.address.hidden.device
         total = torch.zeros((), device=device)
@@ -193,12 +230,18 @@ class ReadingLoss:
             wanted = torch.tensor([a.token for a in answers], device=device)
             losses = list(F.cross_entropy(logits, wanted, reduction="none"))
             add("copy", spec.copy, losses, (logits.argmax(-1) == wanted).tolist())
-        if self.number is not None:
+        if spec.number > 0:
             numbered = [a for a in answers if a.digits.any()]
             looked(
                 "number",
                 spec.number,
-                [(self.number.logits(0, a.row, a.at, a.seen.to(device)), a.digits) for a in numbered],
+                [(self.before.logits(0, a.row, a.at, a.seen.to(device)), a.digits) for a in numbered],
+            )
+        if columns:
+            looked(
+                "column",
+                spec.column,
+                [(self.before.logits(self.column_head, c.row, c.at, c.keys.to(device)), c.value) for c in columns],
             )
         if named:
             at = self.entering.flatten(0, 1)[words.positions.to(device)]  # [n, d]

@@ -90,10 +90,13 @@ class ReadingSpec:
     #: the number head also attends to the question's words written in the image (a chart's label: "the value of
     #: owl"), not only its digits
     question_words: bool = False
+    #: weight of the column loss: the last head of layer `layer - 1` at each chart label's token attends to the
+    #: value written above it, and a value question is addressed and copied at the label the question names
+    column: float = 0.0
 
     @property
     def enabled(self) -> bool:
-        return self.reads_answers or self.words > 0
+        return self.reads_answers or self.words > 0 or self.column > 0
 
     @property
     def reads_answers(self) -> bool:
@@ -163,7 +166,10 @@ class Recipe:
             "objective": self.objective in OBJECTIVE_NAMES,
             "pixel_loss": self.pixel_loss >= 0 and (self.pixel_loss == 0 or self.objective == "lm"),
             "word_loss": self.word_loss >= 0 and (self.word_loss == 0 or self.objective == "lm"),
-            "reading": min(self.reading.number, self.reading.address, self.reading.copy, self.reading.words) >= 0
+            "reading": min(
+                self.reading.number, self.reading.address, self.reading.copy, self.reading.words, self.reading.column
+            )
+            >= 0
             and (not self.reading.enabled or (self.objective == "lm" and self.reading.layer >= 1))
             and self.reading.where in ("centre", "box"),
         }

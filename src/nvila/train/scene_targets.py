@@ -60,14 +60,19 @@ class AnswerTarget:
     head: int = 0
 
 
+#: The chart templates whose answer is a value written above the item the question names by its label.
+VALUE_TEMPLATES = frozenset({"charts/bar_value", "charts/line_value"})
+
+
 @dataclass
 class SceneSample:
-    """An encoded sample with its scene targets: (image-token index, token id) per written word, and per answer
-    read off the image an `AnswerTarget`."""
+    """An encoded sample with its scene targets: (image-token index, token id) per written word, per answer read
+    off the image an `AnswerTarget`, and per chart item (its label's image-token index, its value's)."""
 
     sample: EncodedSample
     words: list[tuple[int, int]] = field(default_factory=list)
     answers: list[AnswerTarget] = field(default_factory=list)
+    columns: list[tuple[int, int]] = field(default_factory=list)
 
 
 def answer_runs(labels: Sequence[int]) -> list[tuple[int, int]]:
@@ -81,6 +86,24 @@ def answer_runs(labels: Sequence[int]) -> list[tuple[int, int]]:
         else:
             runs.append((t, t + 1))
     return runs
+
+
+def chart_items(boxes: Sequence[TextBox]) -> list[tuple[TextBox, TextBox]]:
+    """(value box, label box) of each item of a chart, from its text boxes (`charts.text_boxes`: item by item,
+    the value then the label)."""
+    return list(zip(boxes[0::2], boxes[1::2], strict=True))
+
+
+def column_targets(
+    boxes: Sequence[TextBox], size: Sequence[int], cfg: NVILAConfig, block: BlockSize
+) -> list[tuple[int, int]]:
+    """(label token, value token) of each item of a chart: the image-token indices of the centres of its label's
+    box and of its value's (written above it, so earlier in the raster)."""
+    pairs = []
+    for value, label in chart_items(boxes):
+        (label_at, _), (value_at, _) = word_targets([label, value], size, cfg, block, {label[0]: 0, value[0]: 0})
+        pairs.append((label_at, value_at))
+    return pairs
 
 
 def box_tokens(box: TextBox, size: Sequence[int], cfg: NVILAConfig, block: BlockSize) -> list[int]:
@@ -125,6 +148,7 @@ def answer_targets(
     tokenizer=None,
     spell: bool = False,
     question_words: bool = False,
+    label_values: bool = False,
 ) -> list[AnswerTarget]:
     """The `AnswerTarget`s of every answer of `sample` asked from a `READ_TEMPLATES` template whose first word is
     written in the image (every box holding it: a word may be written twice): the tokens along each box, or with
@@ -135,10 +159,14 @@ def answer_targets(
     image gets one at its first token (head 0, the token the word loss names: the word written without a leading
     space) and one at its second (head 1). The pointers are the question's digit tokens, and with
     `question_words` the tokens of its words that are written in the image (`question_words_at`). `spell` and
-    `question_words` need `tokenizer`."""
+    `question_words` need `tokenizer`. With `label_values` a chart value (`VALUE_TEMPLATES`) is addressed at its
+    item's label, the word the question names (what `column_targets` trains the label's token to hold), not where
+    the value is written."""
     ids, labels, branches, block = sample.input_ids, sample.labels, sample.branches, sample.block_sizes[0]
     prefix = branches[0][0] if branches else 0
     written_words = {box[0] for box in boxes}
+    charted = label_values and not VALUE_TEMPLATES.isdisjoint(templates)  # a chart's boxes: (value, label) pairs
+    addressed = {value[0]: label[0] for value, label in chart_items(boxes)} if charted else {}
     targets = []
     runs = answer_runs(labels)
 
@@ -171,7 +199,8 @@ def answer_targets(
                         reads.append((first + 1, labels[first + 1], 1, word))
         for position, token, head, word in reads:
             seen = visible + list(range(start, position))
-            targets.append(AnswerTarget(position - 1, token, written_at(word), digits, seen, head))
+            where = addressed.get(word, word) if template in VALUE_TEMPLATES else word
+            targets.append(AnswerTarget(position - 1, token, written_at(where), digits, seen, head))
     return targets
 
 
@@ -183,9 +212,10 @@ def digit_token_ids(tokenizer) -> frozenset[int]:
 class SceneTargetDataset:
     """`dataset[i]` as a `SceneSample` (None where the dataset skips record i): word targets when `words`, answer
     targets when `answers` (addressed at the word's centre token when `centre`; every token of every written word
-    when `spell`, the question's written words as pointers when `question_words`: `answer_targets`), for records
-    of one image whose scene is a synth document page or chart (`word_loss.WRITTEN`), on the Dynamic-S2 raster (or
-    a single tile)."""
+    when `spell`, the question's written words as pointers when `question_words`, chart values at their label when
+    `columns`: `answer_targets`), a chart's item columns when `columns` (`column_targets`), for records of one
+    image whose scene is a synth document page or chart (`word_loss.WRITTEN`), on the Dynamic-S2 raster (or a
+    single tile)."""
 
     def __init__(
         self,
@@ -197,6 +227,7 @@ class SceneTargetDataset:
         *,
         spell: bool = False,
         question_words: bool = False,
+        columns: bool = False,
     ) -> None:
         cfg = processor.config
         if not cfg.dynamic_s2 and cfg.image_aspect_ratio != "resize":
@@ -208,7 +239,7 @@ class SceneTargetDataset:
         self._tokenizer = processor.tokenizer
         self._token_id: dict[str, int] = {}
         self._digits = digit_token_ids(processor.tokenizer) if answers else frozenset()
-        self.spell, self.question_words = spell, question_words
+        self.spell, self.question_words, self.columns = spell, question_words, columns
 
     @property
     def stats(self):
@@ -237,6 +268,9 @@ class SceneTargetDataset:
                 if word not in self._token_id:
                     self._token_id[word] = first_token(self._tokenizer, word)
             out.words = word_targets(boxes, scene["size"], self.cfg, sample.block_sizes[0], self._token_id)
+        template = str(record.meta.get("template", ""))
+        if self.columns and template.startswith("charts/"):
+            out.columns = column_targets(boxes, scene["size"], self.cfg, sample.block_sizes[0])
         templates = record.meta.get("templates")
         if self.answers and isinstance(templates, list):
             out.answers = answer_targets(
@@ -251,6 +285,7 @@ class SceneTargetDataset:
                 tokenizer=self._tokenizer,
                 spell=self.spell,
                 question_words=self.question_words,
+                label_values=self.columns,
             )
         return out
 
