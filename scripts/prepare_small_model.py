@@ -8,8 +8,9 @@ Writes one record file per kind (documents.jsonl, charts.jsonl, shapes.jsonl, ev
 image record) and the mixtures images.yaml (image tasks) and mixed.yaml (video events plus image records at the
 given per-epoch ratios) beside train.jsonl; with --colour-mix, also colour.jsonl (each image record cut down to its
 colour and shape-naming turns) and colour.yaml (COLOUR_MIX: those beside the other records, so the other skills
-keep being trained); with --read-mix, also colour.jsonl and read.yaml (READ_MIX: pages and charts drawn more often
-than shapes, the colour turns and the video records); with --tokenizer, also
+keep being trained); with --read-mix, also colour.jsonl, read.yaml (READ_MIX: pages and charts drawn more often
+than shapes, the colour turns and the video records) and clock.yaml (the same with the video records drawn
+CLOCK_VIDEO_RATIO times a epoch); with --tokenizer, also
 a 1024-token byte-level BPE tokenizer trained on the conversation text.
 """
 
@@ -77,6 +78,8 @@ COLOUR_MIX = {"colour.jsonl": 0.25, "images.jsonl": 0.25, "events.jsonl": 1.0}
 #: read.yaml's per-epoch ratios besides the video records' --video-ratio: pages have the most written words a
 #: record, charts the values and labels; the colour turns keep the colours named.
 READ_MIX = {"documents.jsonl": 3.0, "charts.jsonl": 1.5, "shapes.jsonl": 0.5, "colour.jsonl": 0.5}
+#: clock.yaml draws the video records this often a epoch, beside READ_MIX (the clock stage: "when" questions)
+CLOCK_VIDEO_RATIO = 5.0
 
 
 def write_colour_turns(data: Path) -> None:
@@ -94,7 +97,7 @@ def main() -> None:
     parser.add_argument("--video-ratio", type=float, default=1.0, help="video records drawn per epoch, x their count")
     parser.add_argument("--image-ratio", type=float, default=0.33, help="image records drawn per epoch in mixed.yaml")
     parser.add_argument("--colour-mix", action="store_true", help="also write colour.jsonl and colour.yaml")
-    parser.add_argument("--read-mix", action="store_true", help="also write colour.jsonl and read.yaml")
+    parser.add_argument("--read-mix", action="store_true", help="also write colour.jsonl, read.yaml and clock.yaml")
     args = parser.parse_args()
     lines = split(args.data, args.video_ratio, args.image_ratio)
     if args.colour_mix or args.read_mix:
@@ -103,6 +106,7 @@ def main() -> None:
         write_mixture(args.data / "colour.yaml", COLOUR_MIX)
     if args.read_mix:
         write_mixture(args.data / "read.yaml", {"events.jsonl": args.video_ratio, **READ_MIX})
+        write_mixture(args.data / "clock.yaml", {"events.jsonl": CLOCK_VIDEO_RATIO, **READ_MIX})
     if args.tokenizer:
         texts = [turn["value"] for line in lines for turn in json.loads(line)["conversations"]]
         save_tokenizer(train_tokenizer(texts, vocab_size=1024), args.tokenizer)
