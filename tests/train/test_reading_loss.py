@@ -21,20 +21,24 @@ from nvila.train.recipe import ReadingSpec, load_recipe
 from nvila.train.scene_targets import SceneTargetDataset, batch_targets
 
 
+def collated(scenes: list, processor, packed: bool) -> tuple:
+    """(batch, layout) of four scene samples: two packed rows of two, or four padded rows."""
+    samples, cfg = [s.sample for s in scenes], processor.config
+    if packed:
+        batch = collate_packed([samples[:2], samples[2:]], processor.pad_token_id, cfg)
+        first = [len(samples[0].input_ids), len(samples[2].input_ids)]
+        return batch, [(0, 0), (0, first[0]), (1, 0), (1, first[1])]
+    return collate_padded(samples, processor.pad_token_id, cfg), [(row, 0) for row in range(len(samples))]
+
+
 def placed_batch(model, processor, reading_data, packed: bool, single_turns: bool, spell: bool = False):
     """(model inputs, placed answers, word targets) of the reading records in one batch."""
     records = read_records(reading_data)
     dataset = ConversationDataset(records, processor, max_length=1024, single_turns=single_turns)
     items = SceneTargetDataset(dataset, processor, words=True, answers=True, spell=spell)
     scenes = [items[i] for i in range(len(items)) if items[i].answers][:4]
-    samples, cfg = [s.sample for s in scenes], processor.config
-    if packed:
-        batch = collate_packed([samples[:2], samples[2:]], processor.pad_token_id, cfg)
-        first = [len(samples[0].input_ids), len(samples[2].input_ids)]
-        layout = [(0, 0), (0, first[0]), (1, 0), (1, first[1])]
-    else:
-        batch = collate_padded(samples, processor.pad_token_id, cfg)
-        layout = [(row, 0) for row in range(len(samples))]
+    batch, layout = collated(scenes, processor, packed)
+    cfg = processor.config
     words = batch_targets(batch.input_ids, scenes, cfg.image_token_id)
     return batch.model_kwargs("cpu"), place_answers(scenes, layout, cfg.image_token_id), words
 
@@ -91,14 +95,8 @@ def test_the_column_loss_scores_the_last_heads_attention_from_each_label_to_its_
     dataset = ConversationDataset(records, processor, max_length=1024)
     items = SceneTargetDataset(dataset, processor, words=False, columns=True)
     scenes = [items[i] for i in range(len(items)) if items[i].columns][:4]
-    samples, cfg = [s.sample for s in scenes], processor.config
-    if packed:
-        batch = collate_packed([samples[:2], samples[2:]], processor.pad_token_id, cfg)
-        first = [len(samples[0].input_ids), len(samples[2].input_ids)]
-        layout = [(0, 0), (0, first[0]), (1, 0), (1, first[1])]
-    else:
-        batch = collate_padded(samples, processor.pad_token_id, cfg)
-        layout = [(row, 0) for row in range(len(samples))]
+    batch, layout = collated(scenes, processor, packed)
+    cfg = processor.config
     columns = place_columns(scenes, layout, cfg.image_token_id)
     assert len(columns) == sum(len(s.columns) for s in scenes) >= 12
     reading = ReadingLoss(model, ReadingSpec(column=2.0, layer=1))
