@@ -120,6 +120,7 @@ class LanguageModelling(Objective):
         self.scene_targets = self.word_weight > 0 or reading.enabled
         self.words = self.word_weight > 0 or reading.words > 0  # the word targets, named by either loss
         self.answers = reading.reads_answers
+        self.columns = reading.column > 0
         if self.scene_targets:
             centre = reading.where == "centre"
             self.items = SceneTargetDataset(
@@ -130,7 +131,7 @@ class LanguageModelling(Objective):
                 centre,
                 spell=reading.spell,
                 question_words=reading.question_words,
-                columns=reading.column > 0,
+                columns=self.columns,
             )
         self.reading = ReadingLoss(self.model, reading) if reading.enabled else None
         self.module = PixelLossModel(self.model) if self.pixel_weight > 0 else self.model
@@ -160,7 +161,7 @@ class LanguageModelling(Objective):
             return LanguageModellingBatch(batch)
         words = batch_targets(batch.input_ids, scenes, cfg.image_token_id) if self.words else None
         answers = place_answers(scenes, layout, cfg.image_token_id) if self.answers else []
-        columns = place_columns(scenes, layout, cfg.image_token_id) if self.recipe.reading.column > 0 else []
+        columns = place_columns(scenes, layout, cfg.image_token_id) if self.columns else []
         return LanguageModellingBatch(batch, words, answers, columns)
 
     def count(self, batch: LanguageModellingBatch) -> int:

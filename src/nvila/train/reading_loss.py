@@ -106,6 +106,11 @@ class PlacedAnswer:
     head: int  #: the head of the address layer that reads it
 
 
+def image_positions(scene: SceneSample, image_token_id: int) -> torch.Tensor:
+    """[k] the positions of the image tokens of a scene sample's `input_ids`."""
+    return torch.tensor([p for p, t in enumerate(scene.sample.input_ids) if t == image_token_id])
+
+
 def place_answers(
     samples: Sequence[SceneSample], layout: Sequence[tuple[int, int]], image_token_id: int
 ) -> list[PlacedAnswer]:
@@ -114,7 +119,7 @@ def place_answers(
     for scene, (row, offset) in zip(samples, layout, strict=True):
         if not scene.answers:
             continue
-        image = torch.tensor([p for p, t in enumerate(scene.sample.input_ids) if t == image_token_id])
+        image = image_positions(scene, image_token_id)
         for a in scene.answers:
             written = torch.zeros(len(image), dtype=torch.bool)
             written[a.written] = True
@@ -145,7 +150,7 @@ def place_columns(
     for scene, (row, offset) in zip(samples, layout, strict=True):
         if not scene.columns:
             continue
-        image = offset + torch.tensor([p for p, t in enumerate(scene.sample.input_ids) if t == image_token_id])
+        image = offset + image_positions(scene, image_token_id)
         for label, value in scene.columns:
             keys = image[: label + 1]
             placed.append(PlacedColumn(row, int(image[label]), keys, torch.arange(label + 1) == value))

@@ -255,8 +255,8 @@ class SceneTargetDataset:
         record = self.dataset.records[index]
         if len(sample.block_sizes) != 1:
             return SceneSample(sample)
-        scene = record.meta.get("scene")
-        boxes = scene_text(str(record.meta.get("template", "")), scene)
+        scene, template = record.meta.get("scene"), str(record.meta.get("template", ""))
+        boxes = scene_text(template, scene)
         if boxes is None:
             self.dataset.stats.add("synth scene without its layout (trained without scene targets)", record.id)
             return SceneSample(sample)
@@ -268,7 +268,6 @@ class SceneTargetDataset:
                 if word not in self._token_id:
                     self._token_id[word] = first_token(self._tokenizer, word)
             out.words = word_targets(boxes, scene["size"], self.cfg, sample.block_sizes[0], self._token_id)
-        template = str(record.meta.get("template", ""))
         if self.columns and template.startswith("charts/"):
             out.columns = column_targets(boxes, scene["size"], self.cfg, sample.block_sizes[0])
         templates = record.meta.get("templates")
