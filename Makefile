@@ -32,9 +32,13 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) scripts/check_lock.py $(LOCK)
 	touch $(STAMP)
 
-# Two held-out synthetic images of data/synth-small (the first document, and a line chart) with a question type
-# the small model answers well: counting and colours (docs/results.md); the true answer is printed first.
+# Two held-out synthetic images of data/synth-small (the first document, and a line chart) with question types
+# the small model answers well: a line's first word, counting and colours (docs/results.md); the true answer is
+# printed first.
 demo: setup
+	@echo "sample_document.png: What is the first word of line 5? (true answer: chest)"
+	@$(VENV)/bin/nvila generate --image src/nvila/resources/sample_document.png \
+		--prompt "What is the first word of line 5?"
 	@echo "sample_document.png: How many lines of text are below the title? (true answer: 9)"
 	@$(VENV)/bin/nvila generate --image src/nvila/resources/sample_document.png \
 		--prompt "How many lines of text are below the title?"

@@ -9,9 +9,10 @@ image record) and the mixtures images.yaml (image tasks) and mixed.yaml (video e
 given per-epoch ratios) beside train.jsonl; with --colour-mix, also colour.jsonl (each image record cut down to its
 colour and shape-naming turns) and colour.yaml (COLOUR_MIX: those beside the other records, so the other skills
 keep being trained); with --read-mix, also colour.jsonl, read.yaml (READ_MIX: pages and charts drawn more often
-than shapes, the colour turns and the video records) and clock.yaml (the same with the video records drawn
-CLOCK_VIDEO_RATIO times a epoch); with --tokenizer, also
-a 1024-token byte-level BPE tokenizer trained on the conversation text.
+than shapes, the colour turns and the video records), clock.yaml (the same with the video records drawn
+CLOCK_VIDEO_RATIO times a epoch), clock-share.yaml (CLOCK_SHARE_MIX), replay.yaml (REPLAY_MIX) and rebalance.yaml
+(REBALANCE_MIX): the mixtures of stages 15-23; with --tokenizer, also a 1024-token byte-level BPE tokenizer
+trained on the conversation text.
 """
 
 from __future__ import annotations
@@ -80,6 +81,24 @@ COLOUR_MIX = {"colour.jsonl": 0.25, "images.jsonl": 0.25, "events.jsonl": 1.0}
 READ_MIX = {"documents.jsonl": 3.0, "charts.jsonl": 1.5, "shapes.jsonl": 0.5, "colour.jsonl": 0.5}
 #: clock.yaml draws the video records this often a epoch, beside READ_MIX (the clock stage: "when" questions)
 CLOCK_VIDEO_RATIO = 5.0
+#: clock-share.yaml: the videos ~40% of the records drawn, the pages ~25% (stage 20: the clock wants its share)
+CLOCK_SHARE_MIX = {
+    "events.jsonl": 6.0,
+    "documents.jsonl": 1.5,
+    "charts.jsonl": 1.0,
+    "shapes.jsonl": 0.5,
+    "colour.jsonl": 0.5,
+}
+#: replay.yaml: clock.yaml with the colour turns 3x and the shapes 2x as often (stage 22, after colour turns alone)
+REPLAY_MIX = {
+    "events.jsonl": CLOCK_VIDEO_RATIO,
+    "documents.jsonl": 3.0,
+    "charts.jsonl": 1.5,
+    "shapes.jsonl": 1.0,
+    "colour.jsonl": 1.5,
+}
+#: rebalance.yaml: replay.yaml with the videos and the shapes drawn more often (stage 23: the clock and counting)
+REBALANCE_MIX = {**REPLAY_MIX, "events.jsonl": 6.0, "shapes.jsonl": 2.0}
 
 
 def write_colour_turns(data: Path) -> None:
@@ -97,7 +116,11 @@ def main() -> None:
     parser.add_argument("--video-ratio", type=float, default=1.0, help="video records drawn per epoch, x their count")
     parser.add_argument("--image-ratio", type=float, default=0.33, help="image records drawn per epoch in mixed.yaml")
     parser.add_argument("--colour-mix", action="store_true", help="also write colour.jsonl and colour.yaml")
-    parser.add_argument("--read-mix", action="store_true", help="also write colour.jsonl, read.yaml and clock.yaml")
+    parser.add_argument(
+        "--read-mix",
+        action="store_true",
+        help="also write colour.jsonl and the reading stages' mixtures: read, clock, clock-share, replay, rebalance",
+    )
     args = parser.parse_args()
     lines = split(args.data, args.video_ratio, args.image_ratio)
     if args.colour_mix or args.read_mix:
@@ -107,6 +130,9 @@ def main() -> None:
     if args.read_mix:
         write_mixture(args.data / "read.yaml", {"events.jsonl": args.video_ratio, **READ_MIX})
         write_mixture(args.data / "clock.yaml", {"events.jsonl": CLOCK_VIDEO_RATIO, **READ_MIX})
+        write_mixture(args.data / "clock-share.yaml", CLOCK_SHARE_MIX)
+        write_mixture(args.data / "replay.yaml", REPLAY_MIX)
+        write_mixture(args.data / "rebalance.yaml", REBALANCE_MIX)
     if args.tokenizer:
         texts = [turn["value"] for line in lines for turn in json.loads(line)["conversations"]]
         save_tokenizer(train_tokenizer(texts, vocab_size=1024), args.tokenizer)

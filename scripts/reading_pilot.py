@@ -352,7 +352,7 @@ def main() -> None:
 
     if args.scales:
         scales = tuple(int(x) for x in args.scales.split(","))
-        configure(s2_scales=scales, max_tiles=max(cfg.max_tiles, (scales[-1] // scales[0]) ** 2))
+        configure(s2_scales=scales, max_tiles=(scales[-1] // scales[0]) ** 2)  # a square page: the largest scale
     if args.projector:
         configure(projector_type=PROJECTORS[args.projector])
         model.mm_projector = Projector(cfg)  # seeded above: every arm starts from the same weights

@@ -5,7 +5,7 @@
     python scripts/reading_table1.py --arms up-3x3,s2-2x2,s2-3x3,resize; wait
     python scripts/reading_table1.py                          # then once more: the table and the plot
 
-Every arm is one `scripts/reading_pilot.py` run from the same start (the shipped tower and LLM, a fresh projector
+Every arm is one `scripts/reading_pilot.py` run from the same start (`--model`'s tower and LLM, a fresh projector
 of the arm's compression, the same seed), the same steps of the same questions (every line's first word, the
 title, the line count; 8 a conversation, 64 a step) with the word loss; only the tokens a page differ. A finished
 arm's log (`--runs`/t1-ARM.log) is kept, so a rerun only draws the table and the plot: the markdown table on
@@ -26,6 +26,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from nvila.assets import DEFAULT_MODEL  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 PILOT = ROOT / "scripts" / "reading_pilot.py"
 OUT = ROOT / "docs" / "results"
@@ -33,9 +35,9 @@ COMMON = ["--word-loss", "1", "--questions", "first,title,lines", "--turns", "8"
 COMMON += ["--eval-every", "500"]
 #: arm -> (label, its reading_pilot.py options)
 ARMS = {
-    "resize": ("one 64 px tile (resize)", ["--projector", "2x2", "--resize"]),
-    "s2-3x3": ("Dynamic-S2 64/128/192, 3x3", ["--projector", "3x3"]),
-    "s2-2x2": ("Dynamic-S2 64/128/192, 2x2", ["--projector", "2x2"]),
+    "resize": ("one 64 px tile (resize)", ["--projector", "2x2", "--resize", "--scales", "64,128,192"]),
+    "s2-3x3": ("Dynamic-S2 64/128/192, 3x3", ["--projector", "3x3", "--scales", "64,128,192"]),
+    "s2-2x2": ("Dynamic-S2 64/128/192, 2x2", ["--projector", "2x2", "--scales", "64,128,192"]),
     "up-3x3": ("Dynamic-S2 64/192/384, 3x3", ["--projector", "3x3", "--scales", "64,192,384"]),
     "up-2x2": ("Dynamic-S2 64/192/384, 2x2", ["--projector", "2x2", "--scales", "64,192,384"]),
 }
@@ -112,6 +114,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=1500, help="steps per arm (default: 1500)")
     p.add_argument("--pages", type=int, default=1000, help="training pages per arm (default: 1000)")
     p.add_argument("--test-pages", type=int, default=150, help="fresh pages scored (default: 150)")
+    p.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help="the tower and LLM every arm starts from (default: the shipped model; docs/results.md's table started"
+        " from stage 12's, runs/small/12_replay_sft/model)",
+    )
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "reading-table1", help="where the arms' logs go")
     p.add_argument("--out", type=Path, default=OUT, help="where reading_table1.json and .png go")
     args = p.parse_args()
@@ -126,7 +134,7 @@ def main() -> None:
         if report is None or report["steps"] < args.steps:
             print(f"training {arm} ({args.steps} steps) -> {log}", flush=True)
             sizes = ["--pages", str(args.pages), "--test-pages", str(args.test_pages)]
-            pilot([*COMMON, *sizes, "--steps", str(args.steps), *ARMS[arm][1]], log)
+            pilot([*COMMON, *sizes, "--model", args.model, "--steps", str(args.steps), *ARMS[arm][1]], log)
     rows = []
     for arm, (label, _) in ARMS.items():
         report = last_report(args.runs / f"t1-{arm}.log")

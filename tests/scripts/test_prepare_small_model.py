@@ -71,3 +71,6 @@ def test_read_mix_splits_images_by_kind_and_draws_each_file_at_its_ratio(prepare
         assert lines == [line for line in images if json.loads(line)["source"] == source]
     assert_drawn_at(dataset / "read.yaml", [2.0, *prepare.READ_MIX.values()])
     assert_drawn_at(dataset / "clock.yaml", [prepare.CLOCK_VIDEO_RATIO, *prepare.READ_MIX.values()])
+    assert_drawn_at(dataset / "clock-share.yaml", list(prepare.CLOCK_SHARE_MIX.values()))
+    assert_drawn_at(dataset / "replay.yaml", list(prepare.REPLAY_MIX.values()))
+    assert_drawn_at(dataset / "rebalance.yaml", list(prepare.REBALANCE_MIX.values()))

@@ -85,9 +85,10 @@ def test_bad_curriculum_stages_are_refused(pilot, monkeypatch, capsys, stage):
 @pytest.mark.parametrize(
     ("arm", "tokens"),
     [
-        ([], 144),  # Dynamic-S2 64/128/192: 3 x 3 tiles of 8 x 8 patches, 2 x 2 merged: 12 x 12
-        (["--resize"], 16),  # one 64 px tile: 4 x 4
-        (["--projector", "3x3"], 81),  # 3 x 3 tiles of ceil(8 / 3) = 3 tokens a side: 9 x 9
+        ([], 324),  # the shipped Dynamic-S2 64/192/384, 3x3: 6 x 6 tiles of ceil(8 / 3) = 3 tokens a side: 18 x 18
+        (["--resize", "--projector", "2x2"], 16),  # one 64 px tile, 2 x 2 merged: 4 x 4
+        (["--scales", "64,128,192", "--projector", "2x2"], 144),  # 3 x 3 tiles of 8 x 8 patches, 2 x 2 merged
+        (["--scales", "64,128,192", "--projector", "3x3"], 81),  # 3 x 3 tiles of 3 x 3 tokens: 9 x 9
     ],
 )
 def test_table_1_arms_change_the_tokens_a_page(pilot, monkeypatch, capsys, arm, tokens):
@@ -122,7 +123,7 @@ def test_conversations_hold_every_question_once_with_the_page_once(pilot):
     image_token = processor.config.image_token_id
     for k, scene in enumerate(scenes):
         mine = [c for c in chats if c.page == k]
-        assert all(1 <= len(c.kinds) <= 4 and c.input_ids.count(image_token) == 144 for c in mine)
+        assert all(1 <= len(c.kinds) <= 4 and c.input_ids.count(image_token) == 324 for c in mine)
         assert sorted(kind for c in mine for kind in c.kinds) == sorted(["title"] + ["first"] * len(scene["lines"]))
         answers = [processor.tokenizer.decode([t for t in c.labels if t != -100]) for c in mine]
         assert all(scene["title"] in a or any(w[0] in a for w in scene["lines"]) for a in answers)
@@ -141,7 +142,7 @@ def test_shared_tokens_counts_lines_the_raster_cannot_tell_apart(pilot):
     from nvila import loader
 
     model, _ = loader.load(pilot.DEFAULT_MODEL)
-    cfg = model.nvila_config  # a 12 x 12 raster over a 192 px page: 16 px token rows
+    cfg = model.nvila_config  # an 18 x 18 raster over a 192 px page: 10.7 px token rows
     scene = documents.make_document(np.random.default_rng(0), pilot.PAGE).scene
     lines = [["cat", "dog"], ["box", "egg", "pen"], ["ear"]]
     apart = {**scene, "lines": lines, "top": 20, "line_height": 40}
@@ -155,7 +156,7 @@ def test_steps_0_reports_the_geometry_only(pilot, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["reading_pilot.py", "--test-pages", "20", "--steps", "0"])
     pilot.main()
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 1 and out[0].startswith("144 image tokens a page (12 x 12); on the fresh pages"), out
+    assert len(out) == 1 and out[0].startswith("324 image tokens a page (18 x 18); on the fresh pages"), out
 
 
 def test_questions_sharing_one_image_are_computed_as_if_asked_alone(pilot):
@@ -171,7 +172,7 @@ def test_questions_sharing_one_image_are_computed_as_if_asked_alone(pilot):
     rows = pilot.conversations(processor, pages, ["first", "title"], 1, np.random.default_rng(0), share=4)
     assert len(rows) < len(alone) and sum(len(r.kinds) for r in rows) == len(alone)
     image_token = processor.config.image_token_id
-    assert all(r.input_ids.count(image_token) == 144 for r in rows)  # the image once a row
+    assert all(r.input_ids.count(image_token) == 324 for r in rows)  # the image once a row
 
     def answer_logits(chats):
         """{(page, answer ids): the logits that predict them}"""
