@@ -54,6 +54,19 @@ def user_turn(prompt: str, n_images: int, n_videos: int = 0) -> str:
 LEADING_MEDIA = re.compile(f"^(?:(?:{re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})\\s*)*")
 
 
+def inline_media(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """`messages` with the first user message's leading placeholders straight before its text, without the
+    whitespace after them ("<image>\\nWhat?" -> "<image>What?"): the form `place_media` gives a prompt that has
+    no placeholder (and the official `generate_content`), so a model trained on both forms answers either."""
+    out = [dict(m) for m in messages]
+    for message in out:
+        if message["role"] == "user":
+            lead = LEADING_MEDIA.match(message["content"]).group(0)
+            message["content"] = "".join(lead.split()) + message["content"][len(lead) :]
+            break
+    return out
+
+
 def single_turns(messages: Sequence[dict[str, str]]) -> list[list[dict[str, str]]] | None:
     """A conversation of several question / answer turns about its media, as one single-turn conversation per
     turn: the system messages, then the first question's leading placeholders before each question, then its

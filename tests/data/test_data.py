@@ -196,3 +196,25 @@ def test_single_turns_make_one_sample_of_branches_and_drop_the_branches_that_do_
     assert list(short.stats.counts) == [f"longer than max_length {short.max_length} (branches dropped)"]
     tiny = ConversationDataset(records, processor, max_length=sample.branches[0][1] - 1, single_turns=True)
     assert tiny[0] is None  # not even one branch fits
+
+
+def test_media_inline_asks_a_fraction_of_the_records_in_the_form_without_the_newline(tmp_path, tiny_lite):
+    _, processor = tiny_lite
+    noise_image(64, 64).save(tmp_path / "ok.png")
+    records = read_records(write_jsonl(tmp_path / "d.jsonl", [qa(i, "ok.png", "<image>\nWhat?") for i in range(40)]))
+    first = records[0]
+    newline = processor.encode_messages(first.messages, first.images).input_ids
+    asked_without_placeholder = [{"role": "user", "content": "What?"}, first.messages[1]]  # as `--image` asks
+    inline = processor.encode_messages(asked_without_placeholder, first.images)
+    assert newline != inline.input_ids
+    forms = {0.0: [], 0.5: [], 1.0: []}
+    for fraction, ids in forms.items():
+        dataset = ConversationDataset(records, processor, max_length=1024, media_inline=fraction)
+        ids.extend(dataset[i].input_ids for i in range(len(records)))
+    assert all(x == newline for x in forms[0.0]) and all(x == inline.input_ids for x in forms[1.0])
+    half = sum(x == inline.input_ids for x in forms[0.5])
+    assert 10 <= half <= 30 and all(x in (newline, inline.input_ids) for x in forms[0.5])
+    again = ConversationDataset(records, processor, max_length=1024, media_inline=0.5)
+    assert [again[i].input_ids for i in range(len(records))] == forms[0.5]  # the same records every time
+    with pytest.raises(ValueError, match="media_inline"):
+        ConversationDataset(records, processor, max_length=1024, media_inline=1.5)

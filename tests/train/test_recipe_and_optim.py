@@ -29,6 +29,8 @@ def test_unknown_keys_and_bad_values_are_named(make_recipe):
         load_recipe(path, ["optim.lrr=1"])
     with pytest.raises(ConfigError, match="max_steps"):
         load_recipe(path, ["max_steps=0"])
+    with pytest.raises(ConfigError, match="data.media_inline"):
+        load_recipe(path, ["data.media_inline=1.5"])
     with pytest.raises(ConfigError, match="nothing to train"):
         load_recipe(path, ["trainable.vision_tower=false", "trainable.mm_projector=false", "trainable.llm=false"])
     assert load_recipe(path, ["optim.lr=0.5", "data.packing=false"]).optim.lr == 0.5

@@ -4,13 +4,16 @@ Owns: loading a record's media through the processor, the over-length policy (tr
 last media token, or skip), and counters of everything skipped, so a training run never crashes on one bad
 sample and its log says how many were dropped and why. With `single_turns`, a record of several questions about
 its media becomes one sample of single-turn branches (`nvila.models.nvila.branches`): every question is trained
-as it is asked at evaluation, alone after the media, at the cost of one conversation.
+as it is asked at evaluation, alone after the media, at the cost of one conversation. With `media_inline` p, a
+fraction p of the records (chosen by id: the same ones every epoch) have their first question's leading
+placeholders straight before the text, without the newline after them (`nvila.prompt.inline_media`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from nvila.data.records import Record
 from nvila.errors import MediaError, PromptError
 from nvila.models.nvila.processing_nvila import EncodedSample, NVILAProcessor
-from nvila.prompt import IGNORE_INDEX, single_turns
+from nvila.prompt import IGNORE_INDEX, inline_media, single_turns
 
 log = logging.getLogger(__name__)
 OVERLONG_POLICIES = ("truncate", "skip")
@@ -55,14 +58,18 @@ class ConversationDataset:
         max_length: int,
         overlong: str = "truncate",
         single_turns: bool = False,
+        media_inline: float = 0.0,
     ) -> None:
         if overlong not in OVERLONG_POLICIES:
             raise ValueError(f"overlong must be one of {OVERLONG_POLICIES}, got {overlong!r}")
+        if not 0.0 <= media_inline <= 1.0:
+            raise ValueError(f"media_inline is a fraction of the records, in [0, 1]; got {media_inline}")
         self.records = list(records)
         self.processor = processor
         self.max_length = max_length
         self.overlong = overlong
         self.single_turns = single_turns
+        self.media_inline = media_inline
         self.stats = DatasetStats()
 
     def __len__(self) -> int:
@@ -75,12 +82,15 @@ class ConversationDataset:
             self.stats.add("missing media file", record.id)
             log.debug("%s: missing media %s", record.id, missing)
             return None
-        branches = single_turns(record.messages) if self.single_turns else None
+        messages = record.messages
+        if self.media_inline and zlib.crc32(record.id.encode()) / 2**32 < self.media_inline:
+            messages = inline_media(messages)
+        branches = single_turns(messages) if self.single_turns else None
         try:
             if branches:
                 sample = self.processor.encode_branches(branches, record.images, record.videos)
             else:
-                sample = self.processor.encode_messages(record.messages, record.images, record.videos)
+                sample = self.processor.encode_messages(messages, record.images, record.videos)
         except MediaError:
             self.stats.add("unreadable media", record.id)
             return None

@@ -48,6 +48,9 @@ class DataSpec:
     #: train every question of a multi-question record alone after its media, as evaluation asks it: single-turn
     #: branches sharing one copy of the media (`nvila.models.nvila.branches`), not turns of one conversation
     single_turns: bool = False
+    #: the fraction of records (by id) whose first question has its media straight before the text, without the
+    #: newline (the form `nvila generate --image` asks a prompt without a placeholder in): train for both forms
+    media_inline: float = 0.0
 
 
 @dataclass
@@ -163,6 +166,7 @@ class Recipe:
             "optim.grad_clip": self.optim.grad_clip >= 0,
             "data.max_length": self.data.max_length >= 16,
             "data.overlong": self.data.overlong in ("truncate", "skip"),
+            "data.media_inline": 0 <= self.data.media_inline <= 1,
             "objective": self.objective in OBJECTIVE_NAMES,
             "pixel_loss": self.pixel_loss >= 0 and (self.pixel_loss == 0 or self.objective == "lm"),
             "word_loss": self.word_loss >= 0 and (self.word_loss == 0 or self.objective == "lm"),

@@ -98,7 +98,12 @@ class Trainer:
         self.fp8_layers = convert_to_fp8(self.model.llm, r.fp8) if r.fp8 else 0  # before sharding (torchao)
         mixture = load_mixture(r.data.train, r.data.media_root)
         self.dataset = ConversationDataset(
-            mixture.records, self.processor, r.data.max_length, r.data.overlong, r.data.single_turns
+            mixture.records,
+            self.processor,
+            r.data.max_length,
+            r.data.overlong,
+            r.data.single_turns,
+            r.data.media_inline,
         )
         setup = ObjectiveSetup(r, self.model, self.processor, mixture, self.dataset, self.dist.enabled)
         self.objective = OBJECTIVES[r.objective](setup)
