@@ -12,7 +12,7 @@ PY=${PY:-.venv/bin/python}
 DATA=data/synth-small        # stages 1-6 (up to 3 questions per image; its held-out split is the benchmark)
 DATA_MQ=data/synth-small-mq  # stages 7, 10-12 (a second seed, up to 8 questions per image, nothing held out)
 DATA_CAP=data/synth-small-cap  # stage 8 (a third seed, every image record ends with a caption turn)
-DATA_READ=data/synth-small-15  # stages 13-22 (a fourth seed, up to 8 questions per image, nothing held out)
+DATA_READ=data/synth-small-15  # stages 13-23 (a fourth seed, up to 8 questions per image, nothing held out)
 if [ ! -f "$DATA/manifest.json" ]; then
   "$NVILA" synth --out "$DATA" --image-size 192 --video-size 64 --seed 0 --heldout 0.05 \
     --tasks documents=6000,charts=6000,shapes=8000,events=1500
